@@ -1,0 +1,3 @@
+fn main() {
+    // The CLI is being written (src/main.rs owns argument parsing and the summary).
+}

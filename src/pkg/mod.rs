@@ -1,0 +1,1 @@
+//! The .pkg writer and reader. (being written)
