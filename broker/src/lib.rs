@@ -9,5 +9,12 @@
 //! - `cli`     — nats-server's command-line flags; `log` — nats-server's log lines;
 //! - `signals` — SIGTERM/SIGHUP/SIGUSR1/SIGUSR2 handling and `--signal`.
 
+pub mod cli;
+pub mod client;
+pub mod conf;
 pub mod log;
 pub mod options;
+pub mod parser;
+pub mod server;
+pub mod signals;
+pub mod sublist;
