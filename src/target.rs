@@ -94,7 +94,13 @@ mod tests {
     #[test]
     fn unknown_target_lists_supported_ones() {
         let e = Target::parse("armv7-unknown-freebsd").unwrap_err();
-        assert!(e.contains("x86_64-unknown-freebsd") && e.contains("aarch64-unknown-freebsd"), "{e}");
-        assert_eq!(Target::parse("aarch64-unknown-freebsd"), Ok(Target::Aarch64));
+        assert!(
+            e.contains("x86_64-unknown-freebsd") && e.contains("aarch64-unknown-freebsd"),
+            "{e}"
+        );
+        assert_eq!(
+            Target::parse("aarch64-unknown-freebsd"),
+            Ok(Target::Aarch64)
+        );
     }
 }
