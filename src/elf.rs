@@ -257,8 +257,12 @@ pub fn brand(path: &Path) -> Result<()> {
         .open(path)
         .with_context(|| format!("cannot open {} to brand it", path.display()))?;
     let mut ident = [0u8; 16];
-    f.read_exact(&mut ident)
-        .with_context(|| format!("cannot brand {}: shorter than an ELF header", path.display()))?;
+    f.read_exact(&mut ident).with_context(|| {
+        format!(
+            "cannot brand {}: shorter than an ELF header",
+            path.display()
+        )
+    })?;
     brand_bytes(&mut ident).with_context(|| path.display().to_string())?;
     f.seek(SeekFrom::Start(EI_OSABI as u64))
         .and_then(|_| f.write_all(&[ELFOSABI_FREEBSD]))
@@ -295,8 +299,13 @@ pub(crate) mod tests {
 
     #[test]
     fn wrong_machine_is_named() {
-        let e = check(X86_64_BIN, Target::Aarch64, 14).unwrap_err().to_string();
-        assert!(e.contains("ELF machine is 62 (x86-64)") && e.contains("183 (AArch64)"), "{e}");
+        let e = check(X86_64_BIN, Target::Aarch64, 14)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("ELF machine is 62 (x86-64)") && e.contains("183 (AArch64)"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -332,7 +341,10 @@ pub(crate) mod tests {
 
     #[test]
     fn rejects_non_elf_32_bit_and_big_endian() {
-        assert!(inspect(b"#!/bin/sh\necho hi\n").unwrap_err().to_string().contains("not an ELF"));
+        assert!(inspect(b"#!/bin/sh\necho hi\n")
+            .unwrap_err()
+            .to_string()
+            .contains("not an ELF"));
         let mut b = X86_64_BIN.to_vec();
         b[4] = 1;
         assert!(inspect(&b).unwrap_err().to_string().contains("32-bit"));
@@ -352,7 +364,9 @@ pub(crate) mod tests {
         let after = std::fs::read(&p).unwrap();
         assert_eq!(after[7], ELFOSABI_FREEBSD);
         assert_eq!(after.len(), X86_64_BIN.len());
-        let diff: Vec<usize> = (0..after.len()).filter(|&i| after[i] != X86_64_BIN[i]).collect();
+        let diff: Vec<usize> = (0..after.len())
+            .filter(|&i| after[i] != X86_64_BIN[i])
+            .collect();
         assert_eq!(diff, vec![7]);
         assert_eq!(inspect(&after).unwrap().osabi, 9);
         // Branding twice is harmless.

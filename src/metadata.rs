@@ -208,7 +208,12 @@ impl PackageMeta {
             .manifest_path(manifest_path)
             .no_deps()
             .exec()
-            .with_context(|| format!("cannot read {} with `cargo metadata`", manifest_path.display()))?;
+            .with_context(|| {
+                format!(
+                    "cannot read {} with `cargo metadata`",
+                    manifest_path.display()
+                )
+            })?;
         PackageMeta::from_metadata(&md, package)
     }
 
@@ -329,7 +334,10 @@ assets = [{ source = "$BINARY", dest = "/usr/local/bin/demo", mode = "0755" }]
     fn missing_key_names_key_and_file() {
         let dir = tempfile::tempdir().unwrap();
         let bad = GOOD.replace("origin = \"net/demo\"\n", "");
-        let e = format!("{:#}", PackageMeta::load(&project(dir.path(), &bad), "demo").unwrap_err());
+        let e = format!(
+            "{:#}",
+            PackageMeta::load(&project(dir.path(), &bad), "demo").unwrap_err()
+        );
         assert!(e.contains("`origin`") && e.contains("Cargo.toml"), "{e}");
     }
 
@@ -337,17 +345,26 @@ assets = [{ source = "$BINARY", dest = "/usr/local/bin/demo", mode = "0755" }]
     fn typo_wrong_type_and_bad_mode_are_errors() {
         let dir = tempfile::tempdir().unwrap();
         let typo = GOOD.replace("comment =", "coment =");
-        let e = format!("{:#}", PackageMeta::load(&project(dir.path(), &typo), "demo").unwrap_err());
+        let e = format!(
+            "{:#}",
+            PackageMeta::load(&project(dir.path(), &typo), "demo").unwrap_err()
+        );
         assert!(e.contains("coment"), "{e}");
 
         let d2 = tempfile::tempdir().unwrap();
         let bad_mode = GOOD.replace("\"0755\"", "\"rwx\"");
-        let e = format!("{:#}", PackageMeta::load(&project(d2.path(), &bad_mode), "demo").unwrap_err());
+        let e = format!(
+            "{:#}",
+            PackageMeta::load(&project(d2.path(), &bad_mode), "demo").unwrap_err()
+        );
         assert!(e.contains("mode `rwx`"), "{e}");
 
         let d3 = tempfile::tempdir().unwrap();
         let partial = format!("{GOOD}user = \"nats\"\n");
-        let e = format!("{:#}", PackageMeta::load(&project(d3.path(), &partial), "demo").unwrap_err());
+        let e = format!(
+            "{:#}",
+            PackageMeta::load(&project(d3.path(), &partial), "demo").unwrap_err()
+        );
         assert!(e.contains("missing key `group`"), "{e}");
     }
 
@@ -358,6 +375,9 @@ assets = [{ source = "$BINARY", dest = "/usr/local/bin/demo", mode = "0755" }]
         let e = format!("{:#}", PackageMeta::load(&path, "demo").unwrap_err());
         assert!(e.contains("no [package.metadata.freebsd] table"), "{e}");
         let e = format!("{:#}", PackageMeta::load(&path, "nope").unwrap_err());
-        assert!(e.contains("`nope` is not in the workspace") && e.contains("demo"), "{e}");
+        assert!(
+            e.contains("`nope` is not in the workspace") && e.contains("demo"),
+            "{e}"
+        );
     }
 }
