@@ -359,6 +359,44 @@ fn unwritable_output_dir_is_an_error_and_nothing_is_written() {
     assert_eq!(std::fs::read_dir(&out).unwrap().count(), 0);
 }
 
+#[cfg(target_os = "linux")]
+#[test]
+fn directory_where_even_root_cannot_create_files_is_an_error() {
+    // /proc/self exists and is a directory, but nobody can create files in it: this exercises
+    // the "cannot create" path even when the tests run as root.
+    let e = format!(
+        "{:#}",
+        write_package(&spec(Target::X86_64), Path::new("/proc/self")).unwrap_err()
+    );
+    assert!(
+        e.contains("cannot create a file in the output directory /proc/self"),
+        "{e}"
+    );
+    assert!(!Path::new("/proc/self/natsd-0.1.0.pkg").exists());
+}
+
+#[test]
+fn long_paths_round_trip() {
+    // > 100 bytes needs the ustar prefix field; > 255 needs a GNU long-name entry (pkg reads both).
+    let mid = format!("/usr/local/share/natsd/{}/f", "d".repeat(100));
+    let long = format!("/usr/local/share/natsd/{}/f", "e".repeat(300));
+    let mut s = spec(Target::X86_64);
+    for p in [&mid, &long] {
+        s.files.push(PackageFile {
+            path: p.clone(),
+            contents: p.as_bytes().to_vec(),
+            mode: 0o644,
+            sample: false,
+        });
+    }
+    let (_d, path, bytes) = write(&s);
+    let names: Vec<String> = entries(&bytes).into_iter().map(|(n, _, _)| n).collect();
+    assert!(names.contains(&mid) && names.contains(&long), "{names:?}");
+    let r = verify(&path);
+    assert!(r.is_ok(), "{r}");
+    assert_eq!(r.files.len(), 5);
+}
+
 #[test]
 fn failed_rename_leaves_no_temp_file() {
     // The destination name is taken by a non-empty directory: rename fails after the temp file
@@ -604,6 +642,8 @@ fn verify_accepts_what_we_write() {
         assert!(r.is_ok(), "{r}");
         assert_eq!(r.name.as_deref(), Some("natsd"));
         assert_eq!(r.abi, Some(t.abi(14)));
+        let m = manifest_of(&std::fs::read(&p).unwrap());
+        assert_eq!(m["arch"].as_str(), Some(t.legacy_arch(14).as_str()));
         assert_eq!(r.files.len(), 3);
         assert!(r.to_string().ends_with("3 files: OK"), "{r}");
     }
@@ -806,4 +846,53 @@ fn from_meta_reads_assets_and_message() {
         e.contains("pkg/rc.d/nats") && e.contains("Cargo.toml"),
         "{e}"
     );
+}
+
+#[test]
+fn libarchive_reads_names_modes_and_owners() {
+    // pkg reads packages with libarchive; bsdtar is libarchive's CLI. Skip where it is absent
+    // (Debian: libarchive-tools).
+    let (_d, path, bytes) = write(&spec(Target::X86_64));
+    let out = match std::process::Command::new("bsdtar")
+        .arg("-tvf")
+        .arg(&path)
+        .output()
+    {
+        Ok(o) if o.status.success() => o,
+        _ => {
+            eprintln!("SKIP: bsdtar (libarchive) not installed");
+            return;
+        }
+    };
+    let listing = String::from_utf8(out.stdout).unwrap();
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let got: Vec<(&str, &str, &str, &str)> = rows
+        .iter()
+        .map(|r| (r[0], r[2], r[3], *r.last().unwrap()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("-rw-r--r--", "root", "wheel", "+COMPACT_MANIFEST"),
+            ("-rw-r--r--", "root", "wheel", "+MANIFEST"),
+            ("-rwxr-xr-x", "root", "wheel", "/usr/local/bin/natsd"),
+            (
+                "-rw-r--r--",
+                "root",
+                "wheel",
+                "/usr/local/etc/nats.conf.sample"
+            ),
+            ("-rwxr-xr-x", "root", "wheel", "/usr/local/etc/rc.d/nats"),
+        ]
+    );
+    let m = std::process::Command::new("bsdtar")
+        .args(["-xOf"])
+        .arg(&path)
+        .arg("+MANIFEST")
+        .output()
+        .unwrap();
+    assert_eq!(m.stdout, entries(&bytes)[1].2);
 }
