@@ -4,25 +4,46 @@
 //! # Public API
 //!
 //! ```text
-//! pub struct PackageSpec { name, version, origin, comment, desc, maintainer, www, prefix,
-//!                          target: Target, freebsd_major: u32, licenses, categories, conflicts,
-//!                          account: Option<metadata::Account>, files: Vec<PackageFile>,
-//!                          messages: Vec<Message>, mtime: u64 }
+//! // src/pkg (this module)
+//! pub struct PackageSpec { name, version, origin, comment, desc, maintainer, www, prefix: String,
+//!                          target: Target, freebsd_major: u32, licenses, categories,
+//!                          conflicts: Vec<String>, account: Option<Account>,
+//!                          files: Vec<PackageFile>, messages: Vec<Message>, mtime: u64 }
 //! impl PackageSpec {
 //!     fn from_meta(meta: &PackageMeta, binary: &Path, target: Target, freebsd_major: u32,
-//!                  mtime: u64) -> Result<PackageSpec>;   // reads the assets and pkg-message
-//!     fn file_name(&self) -> String;                    // "natsd-0.1.0.pkg"
-//!     fn abi(&self) -> String;                          // "FreeBSD:14:aarch64"
-//!     fn arch(&self) -> String;                         // "freebsd:14:aarch64:64"
-//!     fn validate(&self) -> Result<()>;                 // also checks every ELF file (elf::check)
+//!                  mtime: u64) -> Result<PackageSpec>;  // reads assets + pkg-message (plain text)
+//!     fn file_name(&self) -> String;                   // "natsd-0.1.0.pkg"
+//!     fn abi(&self) -> String;                         // "FreeBSD:14:aarch64"
+//!     fn arch(&self) -> String;                        // "freebsd:14:aarch64:64"
+//!     fn flatsize(&self) -> u64;
+//!     fn validate(&self) -> Result<()>;                // also elf::check + "branded" on ELF files
 //! }
 //! pub struct PackageFile { path: String, contents: Vec<u8>, mode: u32, sample: bool }
+//!     fn sample_target(&self) -> Option<&str>;         // "/x/nats.conf.sample" -> "/x/nats.conf"
 //! pub struct Message { text: String, kind: MessageKind }  // MessageKind::{Install, Upgrade, Remove}
+//! pub use metadata::Account;                           // { user, group, uid, gid, gecos }
 //! pub fn write_package(spec: &PackageSpec, out_dir: &Path) -> Result<PathBuf>;
-//! pub fn mtime_from_env() -> Result<u64>;               // SOURCE_DATE_EPOCH, else DEFAULT_MTIME
-//! pub fn verify(path: &Path) -> Report;                 // Report { path, name, version, abi,
-//!                                                       //   files, problems }, .is_ok(), Display
-//! pub fn manifest::manifest_json / compact_manifest_json(spec) -> Result<String>
+//! pub fn mtime_from_env() -> Result<u64>;              // SOURCE_DATE_EPOCH, else DEFAULT_MTIME (0)
+//! pub fn verify(path: &Path) -> Report;                // never panics, never Err
+//! pub struct Report { path, name, version, abi: Option<String>, files: Vec<String>,
+//!                     manifest: Option<Map<String, Value>>, problems: Vec<String> }
+//!     fn is_ok(&self) -> bool;  impl Display            // "path: natsd 0.1.0 (abi), 3 files: OK"
+//! pub mod manifest { manifest_json, compact_manifest_json, scripts, checksum, sha256_hex, .. }
+//! pub const REQUIRED_KEYS, DEFAULT_MTIME;
+//!
+//! // src/elf.rs
+//! pub fn inspect(data: &[u8]) -> Result<ElfInfo>;      // ElfInfo { machine, osabi, interpreter,
+//!                                                      //   osreldate, needed }, .problems(t, major)
+//! pub fn check(data: &[u8], t: Target, major: u32) -> Result<ElfInfo>;  // Err lists every problem
+//! pub fn check_file(path: &Path, t: Target, major: u32) -> Result<ElfInfo>;
+//! pub fn brand(path: &Path) -> Result<()>;             // EI_OSABI := 9, like brandelf -t FreeBSD
+//! pub fn brand_bytes(data: &mut [u8]) -> Result<()>;
+//!
+//! // src/metadata.rs
+//! pub fn PackageMeta::load(cargo_toml: &Path, package: &str) -> Result<PackageMeta>;
+//! PackageMeta { name, version, description, license, homepage, repository, manifest_path,
+//!               workspace_root, freebsd: FreeBsdMeta { origin, comment, .., rc_name, message,
+//!               assets: Vec<AssetMeta { source, dest, mode, sample }> } }, .www()
 //! ```
 //!
 //! Typical use by `natspkg build`:

@@ -645,6 +645,7 @@ fn verify_accepts_what_we_write() {
         let m = manifest_of(&std::fs::read(&p).unwrap());
         assert_eq!(m["arch"].as_str(), Some(t.legacy_arch(14).as_str()));
         assert_eq!(r.files.len(), 3);
+        assert_eq!(r.manifest.as_ref().unwrap()["origin"], "net/natsd");
         assert!(r.to_string().ends_with("3 files: OK"), "{r}");
     }
 }

@@ -27,6 +27,9 @@ pub struct Report {
     pub abi: Option<String>,
     /// Names of the archived files (not metadata), in archive order.
     pub files: Vec<String>,
+    /// The parsed +MANIFEST, when it could be read (e.g. for `natspkg template` on an existing
+    /// package: users, messages, scripts).
+    pub manifest: Option<Map<String, Value>>,
     /// Everything wrong, one sentence each; empty when the package is sound.
     pub problems: Vec<String>,
 }
@@ -218,6 +221,7 @@ fn check_archive(tar_bytes: &[u8], r: &mut Report) {
     }
     check_files(&manifest, &archived, r);
     check_abi(&manifest, &archived, r);
+    r.manifest = Some(manifest);
 }
 
 fn parse_object(text: &[u8], what: &str) -> Result<Map<String, Value>, String> {
