@@ -376,6 +376,13 @@ impl PackageSpec {
                     f.mode
                 );
             }
+            if f.mode & 0o6002 != 0 {
+                bail!(
+                    "`{}`: mode {:04o} is setuid/setgid or world-writable; natsd needs neither",
+                    f.path,
+                    f.mode
+                );
+            }
             if f.sample && !f.path.ends_with(".sample") {
                 bail!(
                     "`{}` is a sample config, so its name must end in `.sample`",

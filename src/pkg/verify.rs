@@ -379,6 +379,16 @@ fn check_files(m: &Map<String, Value>, archived: &[Archived], r: &mut Report) {
                 a.name, a.gname
             ));
         }
+        // The string form of `files` carries no mode, so the manifest cannot vouch for one; but
+        // pkg applies the header's mode as is, and no file of ours is setuid/setgid or
+        // world-writable: such a mode means a mistake or tampering.
+        if a.mode & 0o6000 != 0 || (a.mode & 0o002 != 0 && a.kind != tar::EntryType::Symlink) {
+            r.problem(format!(
+                "`{}` has mode {:04o}: setuid/setgid or world-writable files are refused",
+                a.name,
+                a.mode & 0o7777
+            ));
+        }
         match a.kind {
             tar::EntryType::Directory => {
                 if !dirs.contains(&a.name) && !dirs.contains(a.name.trim_end_matches('/')) {
