@@ -117,13 +117,19 @@ impl ElfInfo {
             )),
             Some(_) => {}
         }
-        for lib in &self.needed {
-            if !FREEBSD_BASE_LIBS.contains(&lib.as_str()) {
-                p.push(format!(
-                    "needs `{lib}`, which is not a FreeBSD base library (allowed: {})",
-                    FREEBSD_BASE_LIBS.join(", ")
-                ));
-            }
+        let foreign: Vec<&str> = self
+            .needed
+            .iter()
+            .map(String::as_str)
+            .filter(|lib| !FREEBSD_BASE_LIBS.contains(lib))
+            .collect();
+        if !foreign.is_empty() {
+            p.push(format!(
+                "needs `{}`, not FreeBSD base libraries (the package declares no dependencies; \
+                 allowed: {})",
+                foreign.join("`, `"),
+                FREEBSD_BASE_LIBS.join(", ")
+            ));
         }
         p
     }
@@ -326,16 +332,24 @@ pub(crate) mod tests {
         let e = format!("{:#}", check(&data, Target::X86_64, 14).unwrap_err());
         assert!(e.contains("no FreeBSD ABI note"), "{e}");
         assert!(e.contains("interpreter is `/lib"), "{e}");
-        assert!(e.contains("not a FreeBSD base library"), "{e}");
+        assert!(
+            e.contains("needs `libc.so.6`, not FreeBSD base libraries"),
+            "{e}"
+        );
     }
 
     #[test]
     fn non_base_library_and_missing_interp_are_named() {
         let mut info = inspect(AARCH64_BIN).unwrap();
         info.needed.push("libssl.so.3".into());
+        info.needed.push("libcrypto.so.3".into());
         info.interpreter = None;
         let p = info.problems(Target::Aarch64, 14).join("\n");
-        assert!(p.contains("needs `libssl.so.3`"), "{p}");
+        assert!(
+            p.contains("needs `libssl.so.3`, `libcrypto.so.3`, not"),
+            "{p}"
+        );
+        assert_eq!(p.matches("allowed:").count(), 1, "{p}");
         assert!(p.contains("no PT_INTERP"), "{p}");
     }
 
