@@ -363,6 +363,13 @@ impl PackageSpec {
         if self.files.is_empty() {
             bail!("the package has no files");
         }
+        // ustar's 11 octal digits; beyond that only GNU base-256 encoding, which old readers mangle.
+        if self.mtime > 0o77777777777 {
+            bail!(
+                "mtime {} is after the year 2242 (the ustar limit); check SOURCE_DATE_EPOCH",
+                self.mtime
+            );
+        }
         let mut seen = std::collections::BTreeSet::new();
         for f in &self.files {
             validate_path(&f.path)?;

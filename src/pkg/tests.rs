@@ -449,6 +449,7 @@ fn invalid_spec_writes_nothing() {
             "listed twice",
         ),
         (Box::new(|s| s.comment = "two\nlines".into()), "one line"),
+        (Box::new(|s| s.mtime = 1 << 40), "ustar limit"),
         (
             Box::new(|s| s.files[0].mode = 0o4755),
             "setuid/setgid or world-writable",
