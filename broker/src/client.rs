@@ -557,23 +557,32 @@ impl Reader {
                 }
                 Ok(None) => return true,
                 Err(e) => {
-                    self.parse_error(e);
+                    self.parse_error(e, buf);
                     return false;
                 }
             }
         }
     }
 
-    fn parse_error(&mut self, e: ParseError) {
-        match &e {
-            ParseError::ClientErr(_) => {
-                crate::log_error!("{}Client Error {}", self.me.log_prefix(), e);
-            }
-            _ => {
-                crate::log_error!("{}Client parser ERROR, {}", self.me.log_prefix(), e);
-            }
+    /// Logs as nats-server does and closes (with `-ERR` where nats-server sends one).
+    fn parse_error(&mut self, e: ParseError, buf: &[u8]) {
+        if !self.connected && self.opts.auth.required() && e == ParseError::UnknownOp {
+            // nats-server checks auth before it parses anything but CONNECT.
+            self.auth_violation(None);
+            return;
         }
-        // Before CONNECT on an auth-required server, anything but CONNECT is an auth violation.
+        match &e {
+            ParseError::UnknownOp => {
+                let snippet = &buf[..buf.len().min(32)];
+                crate::log_error!(
+                    "{}{}: proto='\"{}\"...'",
+                    self.me.log_prefix(),
+                    e,
+                    snippet.escape_ascii()
+                );
+            }
+            _ => crate::log_error!("{}{}", self.me.log_prefix(), e),
+        }
         match e.wire_text() {
             Some(text) => self.me.send_err_and_close(text, CloseReason::ParseError),
             None => self.me.close(CloseReason::ParseError),
@@ -599,10 +608,7 @@ impl Reader {
                 self.in_bytes += msg.body().len() as u64;
                 if msg.hdr_len().is_some() && !self.headers {
                     // nats-server closes a client that sends HPUB without announcing headers.
-                    crate::log_error!(
-                        "{}Processing HPUB without headers support",
-                        self.me.log_prefix()
-                    );
+                    crate::log_error!("{}message headers not supported", self.me.log_prefix());
                     self.me.close(CloseReason::ProtocolViolation);
                     return false;
                 }
@@ -660,11 +666,8 @@ impl Reader {
         let args: ConnectArgs = match serde_json::from_slice(json) {
             Ok(a) => a,
             Err(e) => {
-                crate::log_error!(
-                    "{}Client parser ERROR, CONNECT: {}",
-                    self.me.log_prefix(),
-                    e
-                );
+                // nats-server logs the JSON decoder's message alone.
+                crate::log_error!("{}{}", self.me.log_prefix(), e);
                 self.me.close(CloseReason::ParseError);
                 return false;
             }
@@ -675,6 +678,7 @@ impl Reader {
         }
         if let Some(p) = args.protocol {
             if !(0..=1).contains(&p) {
+                crate::log_error!("{}invalid client protocol", self.me.log_prefix());
                 self.me
                     .send_err_and_close("invalid client protocol", CloseReason::ProtocolViolation);
                 return false;
@@ -687,6 +691,10 @@ impl Reader {
         self.headers = args.headers.unwrap_or(self.headers);
         self.no_responders = args.no_responders.unwrap_or(self.no_responders);
         if self.no_responders && !self.headers {
+            crate::log_error!(
+                "{}no responders requires headers support",
+                self.me.log_prefix()
+            );
             self.me.send_err_and_close(
                 "no responders requires headers support",
                 CloseReason::ProtocolViolation,
