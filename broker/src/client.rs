@@ -539,8 +539,9 @@ impl Reader {
             if let Some(c) = self.stall.take() {
                 stall_on(&c).await;
             }
-            // An idle connection holds no read buffer (1000 idle clients stay small).
-            if buf.is_empty() && read_size <= MIN_READ * 2 {
+            // Not streaming (the read did not fill the buffer) and nothing partial left: hold no
+            // read buffer, so idle connections stay small even after a burst.
+            if buf.is_empty() && n < read_size / 2 {
                 buf = BytesMut::new();
             }
         }
@@ -1170,9 +1171,15 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
             // Everything flushed: dropping the write half sends FIN.
             return;
         }
-        // Idle: give back burst-sized buffers.
+        // Idle: give back burst-sized buffers (both halves of the double buffer).
         if spare.capacity() > IDLE_KEEP {
             spare = BytesMut::new();
+        }
+        {
+            let mut out = me.out.lock();
+            if out.buf.is_empty() && out.buf.capacity() > IDLE_KEEP {
+                out.buf = BytesMut::new();
+            }
         }
         if segs.capacity() > 16 {
             segs = Vec::new();

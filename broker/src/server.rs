@@ -820,4 +820,41 @@ mod tests {
         assert_eq!(c.line().await, "\r\n");
         assert_eq!(c.line().await, "PONG\r\n");
     }
+
+    #[tokio::test]
+    async fn ipv6_host() {
+        let s = start(|o| o.host = "::1".into()).await;
+        assert!(s.local_addr().is_ipv6());
+        assert_eq!(join_host_port("::1", 4222), "[::1]:4222");
+        let c = async_nats::connect(format!("nats://[::1]:{}", s.local_addr().port()))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reload_applies_limits_keeps_port() {
+        let s = start(|_| {}).await;
+        let mut o = (*s.options()).clone();
+        o.max_payload = 10;
+        o.port = 1;
+        s.reload(o);
+        assert_eq!(s.options().max_payload, 10);
+        assert_eq!(s.options().port, -1, "port cannot change at runtime");
+        let mut c = Raw::connect(&s).await;
+        assert!(c.info.contains("\"max_payload\":10"), "{}", c.info);
+        c.send(b"PUB foo 11\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Maximum Payload Violation'\r\n");
+    }
+
+    #[test]
+    fn server_id_shape() {
+        let id = new_server_id();
+        assert_eq!(id.len(), 56);
+        assert!(id.starts_with('N'));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_ne!(id, new_server_id());
+    }
 }
