@@ -367,16 +367,14 @@ pub fn lint(text: &str, template_dir: Option<&Path>) -> Vec<LintError> {
                     err(line, format!("CONFIG {} takes only a PROPERTY", w[0]));
                 }
             }
-            "LIMITS" => {
-                if n == 3 && w[0] != "add" {
-                    err(
-                        line,
-                        format!(
-                            "LIMITS with 3 arguments must start with `add`, not `{}`",
-                            w[0]
-                        ),
-                    );
-                }
+            "LIMITS" if n == 3 && w[0] != "add" => {
+                err(
+                    line,
+                    format!(
+                        "LIMITS with 3 arguments must start with `add`, not `{}`",
+                        w[0]
+                    ),
+                );
             }
             "RDR" => {
                 if !matches!(w[0], "tcp" | "udp") {
