@@ -73,7 +73,7 @@ fn rc_script_parses_and_passes_shellcheck() {
     // Every `disable=` says why (a `#` comment after the codes).
     for l in text.lines().filter(|l| l.contains("shellcheck disable=")) {
         assert!(
-            l.splitn(2, "disable=").nth(1).unwrap().contains('#'),
+            l.split_once("disable=").unwrap().1.contains('#'),
             "unjustified: {l}"
         );
     }
