@@ -536,6 +536,67 @@ mod tests {
         }
     }
 
+    /// What Bastille's RENDER does: replace `${NAME}` for every declared ARG (here: its
+    /// default) and the built-ins.
+    fn render(text: &str, bastillefile: &str) -> String {
+        let mut vars: Vec<(String, String)> = bastillefile
+            .lines()
+            .filter_map(|l| l.strip_prefix("ARG "))
+            .map(|a| {
+                let (k, v) = a.split_once('=').unwrap_or((a, ""));
+                (k.to_string(), v.to_string())
+            })
+            .collect();
+        vars.push(("JAIL_NAME".into(), "natsd".into()));
+        vars.push(("JAIL_IP".into(), "10.0.0.1".into()));
+        let mut out = text.to_string();
+        for (k, v) in vars {
+            out = out.replace(&format!("${{{k}}}"), &v);
+        }
+        out
+    }
+
+    #[test]
+    fn rendered_config_uses_only_declared_args_and_is_valid() {
+        let d = tempfile::tempdir().unwrap();
+        let out = d.path().join("t");
+        emit(&package(d.path()), &out).unwrap();
+        let bf = fs::read_to_string(out.join("Bastillefile")).unwrap();
+        let conf = render(
+            &fs::read_to_string(out.join("files/nats.conf")).unwrap(),
+            &bf,
+        );
+        assert!(
+            !conf.contains("${"),
+            "RENDER would leave a placeholder:\n{conf}"
+        );
+        assert!(conf.contains("\nlisten: 0.0.0.0:4222\n"), "{conf}");
+        assert!(conf.contains("jail natsd,"), "{conf}");
+
+        // The Go reference server accepts the rendered config (natsd parses the same format).
+        let server = std::env::var_os("NATS_SERVER")
+            .map(PathBuf::from)
+            .or_else(|| {
+                Path::new(ROOT)
+                    .ancestors()
+                    .map(|a| a.join("main/.tools/natsref/bin/nats-server"))
+                    .find(|p| p.is_file())
+            });
+        let Some(server) = server.filter(|p| p.is_file()) else {
+            eprintln!("nats-server not found (set NATS_SERVER): config check skipped");
+            return;
+        };
+        let p = d.path().join("nats.conf");
+        fs::write(&p, &conf).unwrap();
+        let o = std::process::Command::new(server)
+            .arg("-t")
+            .arg("-c")
+            .arg(&p)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+
     #[test]
     fn placeholders_are_filled_and_unknown_ones_are_bugs() {
         let s = fill("a @X@ b @X@", &[("X", "1")]).unwrap();
