@@ -126,16 +126,11 @@ struct Logical {
     text: String,
 }
 
-/// One word after quote removal, as `eval` would see it (before host expansions).
-#[derive(Debug, Default)]
-struct Word {
-    text: String,
-}
-
 /// What the quote-aware scan of a line found.
 #[derive(Debug, Default)]
 struct Scan {
-    words: Vec<Word>,
+    /// The words after quote removal, as `eval` would see them (before host expansions).
+    words: Vec<String>,
     /// Host-shell syntax outside single quotes: `;`, `|`, `&`, `<`, `>`, `$(`, `` ` ``.
     metachars: Vec<&'static str>,
     /// `$NAME`, `${NAME:-x}`, `$1`... outside single quotes: not Bastille variables.
@@ -305,7 +300,7 @@ pub fn lint(text: &str, template_dir: Option<&Path>) -> Vec<LintError> {
             );
             continue;
         }
-        let w: Vec<&str> = scan.words.iter().map(|w| w.text.as_str()).collect();
+        let w: Vec<&str> = scan.words.iter().map(String::as_str).collect();
         match hook.as_str() {
             "ARG" | "ARG+" => {
                 let name = w[0].split('=').next().unwrap_or("");
@@ -547,7 +542,7 @@ fn scan_words(s: &str) -> Scan {
     }
     let mut scan = Scan::default();
     let mut q = Q::None;
-    let mut cur: Option<Word> = None;
+    let mut cur: Option<String> = None;
     let chars: Vec<char> = s.chars().collect();
     let mut i = 0;
     while i < chars.len() {
@@ -558,7 +553,7 @@ fn scan_words(s: &str) -> Scan {
                 if c == '\'' {
                     q = Q::None;
                 } else {
-                    cur.get_or_insert_with(Word::default).text.push(c);
+                    cur.get_or_insert_with(String::new).push(c);
                 }
             }
             Q::Double | Q::None => {
@@ -566,25 +561,25 @@ fn scan_words(s: &str) -> Scan {
                 match c {
                     '\\' => {
                         if let Some(n) = next {
-                            cur.get_or_insert_with(Word::default).text.push(n);
+                            cur.get_or_insert_with(String::new).push(n);
                             i += 1;
                         }
                     }
                     '"' => {
                         q = if dq { Q::None } else { Q::Double };
-                        cur.get_or_insert_with(Word::default);
+                        cur.get_or_insert_with(String::new);
                     }
                     '\'' if !dq => {
                         q = Q::Single;
-                        cur.get_or_insert_with(Word::default);
+                        cur.get_or_insert_with(String::new);
                     }
                     '`' => {
                         scan.note("`");
-                        cur.get_or_insert_with(Word::default).text.push(c);
+                        cur.get_or_insert_with(String::new).push(c);
                     }
                     '$' if next == Some('(') => {
                         scan.note("$(");
-                        cur.get_or_insert_with(Word::default).text.push(c);
+                        cur.get_or_insert_with(String::new).push(c);
                     }
                     '$' => {
                         // `${NAME}` exactly is Bastille's; any other expansion is the host's.
@@ -613,7 +608,7 @@ fn scan_words(s: &str) -> Scan {
                                 scan.raw_expansions.push(e);
                             }
                         }
-                        cur.get_or_insert_with(Word::default).text.push(c);
+                        cur.get_or_insert_with(String::new).push(c);
                     }
                     ';' | '|' | '&' | '<' | '>' if !dq => {
                         scan.note(match c {
@@ -632,7 +627,7 @@ fn scan_words(s: &str) -> Scan {
                             scan.words.push(w);
                         }
                     }
-                    c => cur.get_or_insert_with(Word::default).text.push(c),
+                    c => cur.get_or_insert_with(String::new).push(c),
                 }
             }
         }
