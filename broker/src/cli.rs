@@ -296,13 +296,13 @@ fn set(cli: &mut Cli, flag: Flag, name: &str, value: String, on: bool) -> Result
             }
         }
         Ignored(what) => cli.warnings.push(format!(
-            "{} is not available in natsd yet; the flag is ignored",
+            "{} is ignored: the feature is not available in natsd yet",
             what
         )),
         IgnoredBool(what) => {
             if on {
                 cli.warnings.push(format!(
-                    "{} is not available in natsd yet; the flag is ignored",
+                    "{} is ignored: the feature is not available in natsd yet",
                     what
                 ));
             }

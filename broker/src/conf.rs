@@ -1075,7 +1075,7 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
                     warnings.push(Warning {
                         pos: e.key_pos.clone(),
                         msg: format!(
-                            "'{}': {} is not available in natsd yet; the setting is ignored",
+                            "'{}' is ignored: {} support is not available in natsd yet",
                             e.key, what
                         ),
                     });
@@ -1453,7 +1453,9 @@ mod tests {
         )
         .unwrap();
         assert_eq!(w.len(), 7);
-        assert!(w[0].msg.contains("JetStream is not available in natsd"));
+        assert!(w[0]
+            .msg
+            .contains("JetStream support is not available in natsd"));
         assert_eq!(w[0].pos.line, 1);
         assert_eq!(o.http_port, Some(8222));
         assert_eq!(o.http_host.as_deref(), Some("127.0.0.1"));

@@ -157,55 +157,76 @@ pub struct Handlers {
     pub rebuild: Box<dyn Fn() -> Result<Options, String> + Send + Sync>,
 }
 
-/// Runs until SIGTERM/SIGINT (after calling `shutdown`) or until the signal streams fail.
-/// Must be called inside a tokio runtime. Installs the handlers before returning the future's
-/// first poll, so call it (spawn it) before logging "Server is ready" if order matters.
-pub async fn handle(h: Handlers) -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut usr1 = signal(SignalKind::user_defined1())?;
-    let mut usr2 = signal(SignalKind::user_defined2())?;
-    loop {
-        tokio::select! {
-            _ = term.recv() => {
-                log_info!("Trapped \"terminated\" signal");
-                (h.shutdown)();
-                return Ok(());
-            }
-            _ = int.recv() => {
-                log_info!("Trapped \"interrupt\" signal");
-                (h.shutdown)();
-                return Ok(());
-            }
-            _ = hup.recv() => {
-                log_info!("Trapped \"hangup\" signal");
-                match (h.rebuild)() {
-                    Ok(opts) => {
-                        if let Err(e) = crate::log::init(&crate::log::Config::from_options(&opts)) {
-                            log_error!("Failed to reload server configuration: {}", e);
-                            continue;
-                        }
-                        (h.reload)(opts);
-                        log_info!("Reloaded server configuration");
+/// The server's signal streams. Installed before the server starts listening, so a SIGTERM that
+/// arrives the moment "Server is ready" is logged is handled, not fatal.
+pub struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    usr1: tokio::signal::unix::Signal,
+    usr2: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Must be called inside a tokio runtime.
+    pub fn install() -> std::io::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+            usr1: signal(SignalKind::user_defined1())?,
+            usr2: signal(SignalKind::user_defined2())?,
+        })
+    }
+
+    /// Acts on signals until SIGTERM/SIGINT, which call `shutdown` and return.
+    pub async fn run(mut self, h: Handlers) {
+        loop {
+            tokio::select! {
+                _ = self.term.recv() => {
+                    log_info!("Trapped \"terminated\" signal");
+                    (h.shutdown)();
+                    return;
+                }
+                _ = self.int.recv() => {
+                    log_info!("Trapped \"interrupt\" signal");
+                    (h.shutdown)();
+                    return;
+                }
+                _ = self.hup.recv() => {
+                    log_info!("Trapped \"hangup\" signal");
+                    reload(&h);
+                }
+                _ = self.usr1.recv() => {
+                    log_info!("Trapped \"user defined signal 1\" signal");
+                    match crate::log::reopen() {
+                        Ok(true) => log_info!("File log re-opened"),
+                        Ok(false) => {}
+                        Err(e) => log_error!("{}", e),
                     }
-                    Err(e) => log_error!("Failed to reload server configuration: {}", e),
                 }
-            }
-            _ = usr1.recv() => {
-                log_info!("Trapped \"user defined signal 1\" signal");
-                match crate::log::reopen() {
-                    Ok(true) => log_info!("File log re-opened"),
-                    Ok(false) => {}
-                    Err(e) => log_error!("{}", e),
+                _ = self.usr2.recv() => {
+                    log_info!("Trapped \"user defined signal 2\" signal");
+                    (h.lame_duck)();
                 }
-            }
-            _ = usr2.recv() => {
-                log_info!("Trapped \"user defined signal 2\" signal");
-                (h.lame_duck)();
             }
         }
+    }
+}
+
+/// SIGHUP: build new Options; on any error keep running with the old ones, as nats-server does.
+fn reload(h: &Handlers) {
+    match (h.rebuild)() {
+        Ok(opts) => {
+            if let Err(e) = crate::log::init(&crate::log::Config::from_options(&opts)) {
+                log_error!("Failed to reload server configuration: {}", e);
+                return;
+            }
+            (h.reload)(opts);
+            log_info!("Reloaded server configuration");
+        }
+        Err(e) => log_error!("Failed to reload server configuration: {}", e),
     }
 }
 

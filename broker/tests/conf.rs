@@ -36,7 +36,7 @@ fn freebsd_sample_config() {
     assert_eq!(l.warnings[0].pos.line, 9);
     assert!(l.warnings[0]
         .msg
-        .contains("HTTP monitoring is not available"));
+        .contains("HTTP monitoring support is not available"));
     assert_eq!(l.digest.len(), 64);
     assert_eq!(o.config_file, Some(cfg("freebsd-sample.conf")));
 }
