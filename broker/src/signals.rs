@@ -223,8 +223,8 @@ fn reload(h: &Handlers) {
                 log_error!("Failed to reload server configuration: {}", e);
                 return;
             }
+            // Server::reload logs "Reloaded server configuration" (and what it could not change).
             (h.reload)(opts);
-            log_info!("Reloaded server configuration");
         }
         Err(e) => log_error!("Failed to reload server configuration: {}", e),
     }
