@@ -145,13 +145,11 @@ fn check_config(
     ExitCode::SUCCESS
 }
 
-/// Written atomically (temp file + rename) so `--signal x=<pidfile>` never reads half a pid.
+/// Written in place (truncate + one write), not via a temp file and rename: the FreeBSD rc.d
+/// script pre-creates the pid file owned by the `nats` user in /var/run, a directory that user
+/// cannot create files in.
 fn write_pid_file(path: &PathBuf) -> std::io::Result<()> {
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    std::fs::write(&tmp, format!("{}", std::process::id()))?;
-    std::fs::rename(&tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(&tmp);
-    })
+    std::fs::write(path, format!("{}", std::process::id()))
 }
 
 fn run(cli: Cli, opts: Options) -> ExitCode {

@@ -447,3 +447,34 @@ fn unknown_flag_and_bad_port() {
     assert_eq!(st.code(), Some(1));
     assert!(err.contains("invalid value \"abc\" for flag -p"), "{}", err);
 }
+
+#[test]
+fn unwritable_pid_file_is_fatal() {
+    let dir = tempfile::tempdir().unwrap();
+    let pid = dir.path().join("no/such/dir/n.pid");
+    let (st, _, err) = run(&["-p", "-1", "-a", "127.0.0.1", "-P", pid.to_str().unwrap()]);
+    assert_eq!(st.code(), Some(1));
+    assert!(err.contains("[FTL] Could not write pidfile"), "{}", err);
+    assert!(!err.contains("Listening"), "{}", err);
+}
+
+#[test]
+fn pid_file_from_config_and_pre_created_file_is_reused() {
+    // The rc.d script pre-creates the pid file (owned by the nats user); natsd writes into it.
+    let dir = tempfile::tempdir().unwrap();
+    let (conf, pid) = (dir.path().join("n.conf"), dir.path().join("nats.pid"));
+    std::fs::write(&pid, "").unwrap();
+    std::fs::write(
+        &conf,
+        format!("listen: 127.0.0.1:-1\npid_file: \"{}\"\n", pid.display()),
+    )
+    .unwrap();
+    let mut n = Natsd::spawn(&["-c", conf.to_str().unwrap()]);
+    n.wait_line("Server is ready");
+    assert_eq!(std::fs::read_to_string(&pid).unwrap(), n.pid().to_string());
+    assert!(run(&["--signal", &format!("quit={}", pid.display())])
+        .0
+        .success());
+    assert_eq!(n.wait_exit().code(), Some(0));
+    assert!(!pid.exists());
+}
