@@ -1066,7 +1066,7 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
             "ping_interval" => opts.ping_interval = v.as_duration(k)?,
             "lame_duck_duration" => opts.lame_duck_duration = v.as_duration(k)?,
             "lame_duck_grace_period" => opts.lame_duck_grace_period = v.as_duration(k)?,
-            "authorization" => apply_authorization(v, opts, &mut warnings)?,
+            "authorization" => apply_authorization(v, opts)?,
             "logfile" | "log_file" => opts.log_file = Some(PathBuf::from(v.as_string(k)?)),
             "pid_file" | "pidfile" => opts.pid_file = Some(PathBuf::from(v.as_string(k)?)),
             "syslog" => opts.syslog = v.as_bool(k)?,
@@ -1118,11 +1118,7 @@ fn record_http(v: &Node, k: &str, opts: &mut Options) -> Result<(), ConfError> {
     Ok(())
 }
 
-fn apply_authorization(
-    node: &Node,
-    opts: &mut Options,
-    _warnings: &mut Vec<Warning>,
-) -> Result<(), ConfError> {
+fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError> {
     let Value::Map(entries) = &node.value else {
         return Err(node.invalid(
             "authorization",
