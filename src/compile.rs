@@ -201,6 +201,11 @@ pub fn compile(
             common(sh.cmd("cargo").arg("build"), meta, target, &tdir),
         ),
     };
+    // Inside cross's container the host paths do not exist; elsewhere strip them from the binary.
+    let cmd = match backend {
+        Prepared::Cross { .. } => cmd,
+        _ => cmd.arg("--config").arg(remap_config(target, root)),
+    };
     let what = format!("compiling {} for {target}", meta.name);
     let step = progress.step(format!("{what} ({})", tool));
     let out = toolchain::run(cmd, progress.is_verbose())
@@ -229,6 +234,38 @@ pub fn compile(
     }
     step.done(human_size(file_size(&bin)));
     Ok(bin)
+}
+
+/// A `--config` value that adds `--remap-path-prefix` for the builder's cargo home, rustup home
+/// (std's sources under build-std) and workspace to the target's rustflags, so panic locations in
+/// the shipped binary say `/cargo/registry/...` instead of `/home/<builder>/.cargo/...`, and the
+/// same sources give the same binary on any machine. `--config` arrays are appended to what cargo
+/// config files set; a `RUSTFLAGS` in the environment replaces them all (cargo's rule).
+pub fn remap_config(target: Target, workspace_root: &Path) -> String {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let dir = |var: &str, default: &str| {
+        std::env::var_os(var)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| home.as_ref().map(|h| h.join(default)))
+    };
+    let mut flags = Vec::new();
+    for (from, to) in [
+        (dir("CARGO_HOME", ".cargo"), "/cargo"),
+        (dir("RUSTUP_HOME", ".rustup"), "/rustup"),
+        (Some(workspace_root.to_path_buf()), "/natspkg"),
+    ] {
+        if let Some(from) = from {
+            let flag = format!("--remap-path-prefix={}={to}", from.display());
+            // A JSON string is a valid TOML basic string (same escapes).
+            flags.push(serde_json::Value::String(flag).to_string());
+        }
+    }
+    format!(
+        "target.{}.rustflags=[{}]",
+        target.triple(),
+        flags.join(", ")
+    )
 }
 
 /// Fails early (before minutes of compiling) when `out` cannot hold the packages: creates it
@@ -378,6 +415,25 @@ mod tests {
         let ok = d.path().join("a/b");
         check_out_dir(&ok).unwrap();
         assert_eq!(std::fs::read_dir(&ok).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn remap_config_is_a_toml_array_for_the_target() {
+        let c = remap_config(Target::Aarch64, Path::new("/src/my \"ws\""));
+        let (key, value) = c.split_once('=').unwrap();
+        assert_eq!(key, "target.aarch64-unknown-freebsd.rustflags");
+        let v: toml::Table = toml::from_str(&format!("x = {value}")).unwrap();
+        let flags: Vec<&str> = v["x"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| f.as_str().unwrap())
+            .collect();
+        assert!(
+            flags.contains(&"--remap-path-prefix=/src/my \"ws\"=/natspkg"),
+            "{flags:?}"
+        );
+        assert!(flags.iter().any(|f| f.ends_with("=/cargo")), "{flags:?}");
     }
 
     #[test]

@@ -210,6 +210,18 @@ fn build_verify_and_rebuild(target: &str, machine: u16, arch: &str) {
             "natsd needs {lib}, not in the FreeBSD base system set zig links against"
         );
     }
+    // No builder paths in the shipped binary (natspkg remaps them): same bytes on any machine.
+    let home = std::env::var("HOME").unwrap_or_default();
+    for leak in [
+        format!("{home}/.cargo"),
+        format!("{home}/.rustup"),
+        env!("CARGO_MANIFEST_DIR").to_string(),
+    ] {
+        assert!(
+            !bin.windows(leak.len()).any(|w| w == leak.as_bytes()),
+            "the binary contains the builder's path {leak}"
+        );
+    }
     let extracted = tmp.path().join("natsd");
     std::fs::write(&extracted, &bin).unwrap();
     if let Some(h) = readelf(&["-h"], &extracted) {
