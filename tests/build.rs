@@ -256,6 +256,59 @@ fn aarch64_package_builds_verifies_and_is_reproducible() {
     build_verify_and_rebuild("aarch64-unknown-freebsd", 183, "aarch64");
 }
 
+/// No `--target`: both packages, in one summary; `--quiet` leaves stderr empty. Runs after (or
+/// waits on cargo's lock for) the per-target tests, so the compiles are already done.
+#[test]
+fn without_target_both_are_built_and_quiet_prints_only_the_summary() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = natspkg(&["build", "--quiet", "--out"]);
+    c.arg(tmp.path())
+        .arg("--manifest-path")
+        .arg(workspace_manifest());
+    let o = run(c);
+    let (stdout, stderr) = text(&o);
+    assert!(o.status.success(), "{stdout}\n{stderr}");
+    assert_eq!(stderr, "", "--quiet printed progress");
+    let lines = summary_packages(&stdout);
+    let paths: Vec<&Path> = lines.iter().map(|l| l.path.as_path()).collect();
+    assert_eq!(
+        paths,
+        [
+            tmp.path().join("x86_64-unknown-freebsd/natsd-0.1.0.pkg"),
+            tmp.path().join("aarch64-unknown-freebsd/natsd-0.1.0.pkg"),
+        ]
+    );
+    for l in &lines {
+        assert_eq!(l.sha256, sha256_hex(&std::fs::read(&l.path).unwrap()));
+    }
+}
+
+#[test]
+fn freebsd_15_packages_carry_the_15_abi() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut c = natspkg(&[
+        "build",
+        "-q",
+        "--freebsd",
+        "15",
+        "--target",
+        "x86_64-unknown-freebsd",
+        "--out",
+    ]);
+    c.arg(tmp.path())
+        .arg("--manifest-path")
+        .arg(workspace_manifest());
+    let o = run(c);
+    assert!(o.status.success(), "{:?}", text(&o));
+    let pkg = tmp.path().join("x86_64-unknown-freebsd/natsd-0.1.0.pkg");
+    let report = natspkg::pkg::verify(&pkg);
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report.abi.as_deref(), Some("FreeBSD:15:amd64"));
+    let manifest = file_in_package(&pkg, "+MANIFEST");
+    let m: serde_json::Value = serde_json::from_slice(&manifest).unwrap();
+    assert_eq!(m["arch"], "freebsd:15:x86:64");
+}
+
 #[test]
 fn unknown_target_is_refused_with_the_supported_list() {
     let tmp = tempfile::tempdir().unwrap();
@@ -281,13 +334,11 @@ fn unsupported_freebsd_major_is_refused() {
     assert!(stderr.contains("14") && stderr.contains("15"), "{stderr}");
 }
 
-/// A crate named natsd with the packaging metadata and a syntax error: the real compile runs
-/// (cargo-zigbuild, zig linker wrappers) and fails in the compiler, in about a second since
-/// there are no dependencies.
-#[test]
-fn a_crate_that_does_not_compile_fails_the_named_step_and_writes_nothing() {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
+/// A workspace with a crate named natsd, the packaging metadata, and a syntax error: the real
+/// compile runs (cargo-zigbuild, zig linker wrappers) and fails in the compiler, in about a second
+/// since there are no dependencies.
+fn broken_workspace(dir: &Path) -> PathBuf {
+    let ws = dir.join("ws");
     std::fs::create_dir_all(ws.join("src")).unwrap();
     std::fs::write(
         ws.join("Cargo.toml"),
@@ -316,11 +367,16 @@ assets = [{ source = "$BINARY", dest = "/usr/local/bin/natsd", mode = "0755" }]
         "fn main() {\n    let broken = ;\n}\n",
     )
     .unwrap();
+    ws.join("Cargo.toml")
+}
+
+#[test]
+fn a_crate_that_does_not_compile_fails_the_named_step_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = broken_workspace(tmp.path());
     let out = tmp.path().join("out");
     let mut c = natspkg(&["build", "--target", "x86_64-unknown-freebsd", "--out"]);
-    c.arg(&out)
-        .arg("--manifest-path")
-        .arg(ws.join("Cargo.toml"));
+    c.arg(&out).arg("--manifest-path").arg(&manifest);
     let o = run(c);
     let (stdout, stderr) = text(&o);
     assert!(!o.status.success(), "{stdout}\n{stderr}");
@@ -342,7 +398,30 @@ assets = [{ source = "$BINARY", dest = "/usr/local/bin/natsd", mode = "0755" }]
         packages_under(&out)
     );
     // natspkg used its own target dir, inside the built workspace.
-    assert!(ws.join("target/freebsd").is_dir());
+    assert!(tmp.path().join("ws/target/freebsd").is_dir());
+}
+
+#[test]
+fn verbose_streams_the_compiler_output() {
+    let tmp = tempfile::tempdir().unwrap();
+    let manifest = broken_workspace(tmp.path());
+    let mut c = natspkg(&[
+        "build",
+        "--verbose",
+        "--target",
+        "x86_64-unknown-freebsd",
+        "--out",
+    ]);
+    c.arg(tmp.path().join("out"))
+        .arg("--manifest-path")
+        .arg(&manifest);
+    let o = run(c);
+    let (_, stderr) = text(&o);
+    assert!(!o.status.success());
+    // The command line is echoed, the compiler's output came through, and the error points at it.
+    assert!(stderr.contains("zigbuild --release -p natsd"), "{stderr}");
+    assert!(stderr.contains("expected expression"), "{stderr}");
+    assert!(stderr.contains("see the compiler output above"), "{stderr}");
 }
 
 fn which(name: &str) -> Option<PathBuf> {
