@@ -212,9 +212,15 @@ fn build_verify_and_rebuild(target: &str, machine: u16, arch: &str) {
     }
     // No builder paths in the shipped binary (natspkg remaps them): same bytes on any machine.
     let home = std::env::var("HOME").unwrap_or_default();
+    let dir = |var: &str, default: &str| {
+        std::env::var(var)
+            .ok()
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| format!("{home}/{default}"))
+    };
     for leak in [
-        format!("{home}/.cargo"),
-        format!("{home}/.rustup"),
+        dir("CARGO_HOME", ".cargo"),
+        dir("RUSTUP_HOME", ".rustup"),
         env!("CARGO_MANIFEST_DIR").to_string(),
     ] {
         assert!(
