@@ -1,6 +1,6 @@
 //! What the user sees while natspkg works: one line (or spinner) per long step, on stderr.
 //!
-//! Three modes, because natspkg runs in three places:
+//! Four modes, for the places natspkg runs in:
 //! - an interactive terminal: an indicatif spinner per step, replaced by `✓ step (12.3s)` when done;
 //! - a CI log or a pipe (stderr is not a terminal): plain lines, `==> step` then `    done (12.3s)`,
 //!   since spinners' carriage returns turn logs into noise;
