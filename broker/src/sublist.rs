@@ -154,8 +154,8 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// only by wildcard subscriptions (as in nats-server). A subject with an empty token
     /// matches nothing. Results are cached; a cache hit returns the cached `Arc`.
     pub fn matches(&self, subject: &[u8]) -> Arc<SublistResult<T>> {
-        let hash = self.cache.hash(subject);
-        if let Some(hit) = self.cache.get(hash, subject) {
+        let key = self.cache.key(subject);
+        if let Some(hit) = key.and_then(|hash| self.cache.get(hash, subject)) {
             return hit;
         }
         if !publishable(subject) {
@@ -168,7 +168,10 @@ impl<T: Clone + PartialEq> Sublist<T> {
             Some(r) => Arc::new(r),
             None => Arc::clone(&self.empty),
         };
-        let result = self.cache.insert(hash, subject, result);
+        let result = match key {
+            Some(hash) => self.cache.insert(hash, subject, result),
+            None => result,
+        };
         drop(trie);
         result
     }
