@@ -1,8 +1,8 @@
 //! The subject trie: which subscriptions does a published subject reach?
 //!
-//! Modelled on nats-server's `sublist.go`: a trie of [`trie::Level`]s whose nodes are keyed by
+//! Modelled on nats-server's `sublist.go`: a trie of levels (`trie.rs`) whose nodes are keyed by
 //! subject token, with separate `*` (one token) and `>` (one or more trailing tokens) child
-//! pointers, plus a bounded cache of match results in front of it ([`cache::MatchCache`]) and a
+//! pointers, plus a bounded cache of match results in front of it (`cache.rs`) and a
 //! generation counter so callers can keep their own per-connection caches.
 //!
 //! Concurrency (a publish-heavy broker calls [`Sublist::matches`] from every worker thread):
@@ -135,6 +135,9 @@ impl<T: Clone + PartialEq> Sublist<T> {
 
     /// Removes one occurrence of `sub` stored under exactly `subject` and `queue`; returns
     /// whether one was found. Nodes left empty are freed, so churn does not grow memory.
+    ///
+    /// `T`'s `PartialEq` picks the occurrence, so it should mean "same subscription" (e.g.
+    /// client id and sid), not "same contents". Linear in the subscriptions of that one node.
     pub fn remove(&self, subject: &[u8], queue: Option<&[u8]>, sub: &T) -> bool {
         if !valid_subject(subject) || !queue.is_none_or(valid_queue) {
             return false;
