@@ -625,6 +625,11 @@ impl Conn {
     pub fn is_closed(&self) -> bool {
         self.closed
     }
+
+    /// Hands out (and forgets) whatever has been read but not yet returned.
+    pub fn take_pending(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.pending)
+    }
 }
 
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
