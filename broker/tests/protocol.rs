@@ -1279,3 +1279,20 @@ fn answered_server_pings_keep_the_connection_open() {
         );
     });
 }
+
+#[test]
+fn no_server_ping_before_connect_with_the_default_interval() {
+    // The short first PING (~2 s) starts with CONNECT; before it the timer runs on
+    // ping_interval (2 min by default), so a client still authenticating is never pinged.
+    for_each_server(|k| {
+        let srv = Server::start(k, &[]);
+        let mut c = srv.connect();
+        let (got, closed) = c.read_for(Duration::from_millis(3000));
+        assert!(
+            got.is_empty() && !closed,
+            "[{}] before CONNECT, within 3 s: expected silence, got {} (closed: {closed})",
+            k.name(),
+            show(&got)
+        );
+    });
+}
