@@ -1296,3 +1296,229 @@ fn no_server_ping_before_connect_with_the_default_interval() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// Users, permissions, accounts
+// ---------------------------------------------------------------------------------------------
+
+/// `U*U` hashed with bcrypt (a published OpenBSD test vector).
+const BCRYPT_U_STAR_U: &str = "$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW";
+
+fn users_config() -> String {
+    format!(
+        "authorization {{\n  users = [\n    \
+         {{user: alice, password: pa, permissions: {{publish: [\"a.>\", \"_INBOX.>\"], \
+         subscribe: {{allow: [\"a.>\", \"q.>\"], deny: [\"a.secret\"]}}}}}}\n    \
+         {{user: bob, password: \"{BCRYPT_U_STAR_U}\"}}\n  ]\n}}\n"
+    )
+}
+
+#[test]
+fn permissions_violations_keep_the_connection_open() {
+    for_each_server(|k| {
+        let srv = Server::with_config(k, &users_config(), &[]);
+        let alice = r#""user":"alice","pass":"pa""#;
+        expect_open(
+            &srv,
+            &cat(&[
+                &connect(alice),
+                b"PUB b.x 1\r\nx\r\n",
+                b"SUB b.x 1\r\n",
+                b"SUB a.secret 2\r\n",
+                b"SUB b.y grp 3\r\n",
+                // Allowed: subscribe a.ok, queue-subscribe q.x, publish a.ok.
+                b"SUB a.ok 4\r\nSUB q.x grp 5\r\nPUB a.ok 1\r\ny\r\n",
+            ]),
+            &cat(&[
+                &err(r#"Permissions Violation for Publish to "b.x""#),
+                &err(r#"Permissions Violation for Subscription to "b.x""#),
+                &err(r#"Permissions Violation for Subscription to "a.secret""#),
+                &err(r#"Permissions Violation for Subscription to "b.y" using queue "grp""#),
+                b"MSG a.ok 4 1\r\ny\r\n",
+            ]),
+        );
+        // The denied publish reached nobody: an unrestricted user listening on b.x hears only
+        // its own message.
+        let mut bob = srv.connect();
+        bob.send(connect(r#""user":"bob","pass":"U*U""#));
+        bob.send(b"SUB b.x 1\r\n");
+        bob.expect_quiet();
+        let mut a = srv.connect();
+        a.send(connect(alice));
+        a.send(b"PUB b.x 1\r\nz\r\n");
+        a.sync();
+        bob.send(b"PUB b.x 1\r\nw\r\n");
+        assert_bytes(k, "bob on b.x", &bob.sync(), b"MSG b.x 1 1\r\nw\r\n");
+    });
+}
+
+#[test]
+fn users_with_plain_and_bcrypt_passwords() {
+    for_each_server(|k| {
+        let srv = Server::with_config(k, &users_config(), &[]);
+        let av = err("Authorization Violation");
+        expect_open(&srv, &connect(r#""user":"bob","pass":"U*U""#), b"");
+        expect_close(&srv, &connect(r#""user":"bob","pass":"U*V""#), &av);
+        // The hash itself is not the password.
+        expect_close(
+            &srv,
+            &connect(&format!(r#""user":"bob","pass":"{BCRYPT_U_STAR_U}""#)),
+            &av,
+        );
+        expect_open(&srv, &connect(r#""user":"alice","pass":"pa""#), b"");
+        expect_close(&srv, &connect(r#""user":"alice","pass":"pb""#), &av);
+        expect_close(&srv, &connect(r#""user":"carol","pass":"pa""#), &av);
+    });
+}
+
+#[test]
+fn accounts_isolate_subjects_and_no_auth_user_picks_the_account() {
+    for_each_server(|k| {
+        let srv = Server::with_config(
+            k,
+            "accounts {\n  A { users = [ {user: a1, password: p}, {user: a2, password: p} ] }\n  \
+             B { users = [ {user: b1, password: p} ] }\n}\nno_auth_user: a2\n",
+            &[],
+        );
+        let mut b1 = srv.connect();
+        b1.send(connect(r#""user":"b1","pass":"p""#));
+        b1.send(b"SUB x 1\r\n");
+        b1.expect_quiet();
+        let mut a1 = srv.connect();
+        a1.send(connect(r#""user":"a1","pass":"p""#));
+        a1.send(b"SUB x 1\r\n");
+        a1.expect_quiet();
+        // No credentials: becomes a2, in account A.
+        let mut anon = srv.connect();
+        anon.send(connect(""));
+        anon.send(b"PUB x 2\r\nhi\r\n");
+        anon.expect_quiet();
+        assert_bytes(k, "same account", &a1.sync(), b"MSG x 1 2\r\nhi\r\n");
+        assert_bytes(k, "other account", &b1.sync(), b"");
+        // And the other way round.
+        b1.send(b"PUB x 3\r\nbbb\r\n");
+        b1.sync();
+        assert_bytes(k, "from account B", &a1.sync(), b"");
+    });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Slow consumers, lame duck mode
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn slow_consumer_is_closed_without_err_and_others_are_unaffected() {
+    for_each_server(|k| {
+        let srv = Server::with_config(k, "max_pending: 1048576\nmax_payload: 65536\n", &[]);
+        let mut slow = Conn::open_small_rcvbuf(srv.addr, 4096);
+        slow.send(connect(""));
+        slow.send(b"SUB big 1\r\n");
+        slow.expect_quiet();
+        let mut good = srv.connect();
+        good.send(connect(""));
+        good.send(b"SUB big 1\r\n");
+        good.expect_quiet();
+
+        // 200 × 64 KiB = 12.5 MiB: far past what the slow side's socket buffers and 1 MiB of
+        // pending output hold. Published in batches of 8 (512 KiB) that the reading subscriber
+        // takes in before the next, so it never has more than that pending.
+        let (n, batch) = (200, 8);
+        let payload = vec![b'x'; 65536];
+        let frame = cat(&[b"MSG big 1 65536\r\n", &payload, b"\r\n"]);
+        let pub_frame = cat(&[b"PUB big 65536\r\n", &payload, b"\r\n"]);
+        let mut publ = srv.connect();
+        publ.send(connect(""));
+        let mut received = Vec::with_capacity(frame.len() * n);
+        for sent in (batch..=n).step_by(batch) {
+            for _ in 0..batch {
+                publ.send(&pub_frame);
+            }
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while received.len() < frame.len() * sent && !good.is_closed() {
+                assert!(
+                    Instant::now() < deadline,
+                    "[{}] reading subscriber stuck at {} of {sent} messages",
+                    k.name(),
+                    received.len() / frame.len()
+                );
+                received.extend(good.read_for(Duration::from_millis(20)).0);
+            }
+        }
+        // The publisher is unaffected, and so is the subscriber that keeps up.
+        assert_bytes(k, "publisher", &publ.sync(), b"");
+        assert!(
+            received.len() == frame.len() * n && received.chunks(frame.len()).all(|c| c == frame),
+            "[{}] the reading subscriber must get all {n} messages intact; got {} bytes (closed: {})",
+            k.name(),
+            received.len(),
+            good.is_closed()
+        );
+        good.expect_quiet();
+        // The slow one was closed, and told nothing: only (possibly cut-off) MSG data arrived.
+        let got = slow.read_until_closed(Duration::from_secs(5));
+        assert!(
+            find(&got, b"-ERR").is_none(),
+            "[{}] a slow consumer is closed without -ERR",
+            k.name()
+        );
+        assert!(
+            got.len() < frame.len() * n,
+            "[{}] the slow consumer received everything ({} bytes): it was not cut off",
+            k.name(),
+            got.len()
+        );
+    });
+}
+
+#[test]
+fn lame_duck_mode_sends_ldm_info_and_closes_the_listener() {
+    for_each_server(|k| {
+        let mut srv = Server::with_config(k, "lame_duck_grace_period: \"5s\"\n", &[]);
+        let mut c = srv.connect();
+        c.send(connect(r#""protocol":1"#));
+        c.send(b"PING\r\n");
+        c.read_until(b"PONG\r\n", IO_TIMEOUT);
+        c.read_until(b"\r\n", IO_TIMEOUT); // the async INFO after the first PONG
+        srv.signal(libc::SIGUSR2);
+        let line = c.read_until(b"\r\n", IO_TIMEOUT);
+        let info = parse_info(&line).unwrap_or_else(|| {
+            panic!(
+                "[{}] expected INFO after SIGUSR2, got {}",
+                k.name(),
+                show(&line)
+            )
+        });
+        assert_eq!(info["ldm"], true, "[{}] {info}", k.name());
+        // The listener closes at once; existing clients stay until the grace period ends.
+        let deadline = std::time::Instant::now() + IO_TIMEOUT;
+        while std::net::TcpStream::connect(srv.addr).is_ok() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "[{}] still accepting connections in lame duck mode",
+                k.name()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        c.expect_quiet();
+        srv.kill();
+    });
+}
+
+#[test]
+fn single_user_with_a_bcrypt_password() {
+    for_each_server(|k| {
+        let srv = Server::with_config(
+            k,
+            &format!("authorization {{\n  user: bob\n  password: \"{BCRYPT_U_STAR_U}\"\n}}\n"),
+            &[],
+        );
+        let av = err("Authorization Violation");
+        expect_open(&srv, &connect(r#""user":"bob","pass":"U*U""#), b"");
+        expect_close(&srv, &connect(r#""user":"bob","pass":"U*V""#), &av);
+        expect_close(
+            &srv,
+            &connect(&format!(r#""user":"bob","pass":"{BCRYPT_U_STAR_U}""#)),
+            &av,
+        );
+    });
+}

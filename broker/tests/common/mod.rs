@@ -447,6 +447,57 @@ impl Conn {
     pub fn open_raw(addr: SocketAddr) -> Conn {
         let stream = TcpStream::connect_timeout(&addr, IO_TIMEOUT)
             .unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+        Conn::from_stream(stream)
+    }
+
+    /// Like [`Conn::open`], with a tiny kernel receive buffer (set before connecting, so the
+    /// TCP window stays small): a client that stops reading then backs up into the server at
+    /// once. For slow-consumer tests.
+    pub fn open_small_rcvbuf(addr: SocketAddr, bytes: i32) -> Conn {
+        use std::os::fd::FromRawFd;
+        let SocketAddr::V4(v4) = addr else {
+            panic!("open_small_rcvbuf supports IPv4 only, got {addr}")
+        };
+        // SAFETY: plain socket(2)/setsockopt(2)/connect(2) on a fresh fd with correctly sized
+        // arguments; the fd is handed to TcpStream, which owns and closes it.
+        let stream = unsafe {
+            let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0);
+            assert!(fd >= 0, "socket(): {}", std::io::Error::last_os_error());
+            let rc = libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_RCVBUF,
+                &bytes as *const i32 as *const libc::c_void,
+                std::mem::size_of::<i32>() as libc::socklen_t,
+            );
+            assert_eq!(rc, 0, "SO_RCVBUF: {}", std::io::Error::last_os_error());
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: v4.port().to_be(),
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(*v4.ip()).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            let rc = libc::connect(
+                fd,
+                &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+            assert_eq!(
+                rc,
+                0,
+                "connect to {addr}: {}",
+                std::io::Error::last_os_error()
+            );
+            TcpStream::from_raw_fd(fd)
+        };
+        let mut c = Conn::from_stream(stream);
+        c.read_info();
+        c
+    }
+
+    fn from_stream(stream: TcpStream) -> Conn {
         // Every send must leave as its own segment(s) now: split-frame tests depend on it.
         stream.set_nodelay(true).expect("TCP_NODELAY");
         Conn {
