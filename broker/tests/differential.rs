@@ -882,3 +882,85 @@ fn normalisation_keeps_differences_visible() {
         "close vs open"
     );
 }
+
+// --- Config-driven limits and auth ------------------------------------------------------------
+
+diff_test!(
+    max_control_line_from_config,
+    Script {
+        config: Some("max_control_line: 1024\n"),
+        args: &[],
+        steps: vec![
+            (
+                0,
+                cat(&[C, format!("SUB {} 1\r\n", "a".repeat(900)).as_bytes()])
+            ),
+            (
+                1,
+                cat(&[C, format!("SUB {} 1\r\n", "a".repeat(2000)).as_bytes()])
+            ),
+        ],
+        hold: &[],
+    }
+);
+
+const USERS: &str = "authorization {\n  users = [\n    \
+    {user: alice, password: pa, permissions: {publish: [\"a.>\", \"_INBOX.>\"], \
+    subscribe: {allow: [\"a.>\", \"q.>\"], deny: [\"a.secret\"]}}}\n    \
+    {user: bob, password: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"}\n  ]\n}\n";
+
+diff_test!(
+    permissions,
+    Script {
+        config: Some(USERS),
+        args: &[],
+        steps: vec![
+            (
+                0,
+                b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bob\",\"pass\":\"U*U\"}\r\nSUB > 1\r\n"
+                    .to_vec()
+            ),
+            (
+                1,
+                b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"pa\"}\r\n\
+                  PUB b.x 1\r\nx\r\nSUB b.x 1\r\nSUB a.secret 2\r\nSUB b.y grp 3\r\nSUB a.> 4\r\nSUB q.x grp 5\r\n\
+                  PUB a.ok 1\r\ny\r\nPUB _INBOX.z 1\r\nz\r\n"
+                    .to_vec()
+            ),
+            (0, b"PUB a.secret 1\r\ns\r\nPUB q.x 1\r\nq\r\nPUB b.y 1\r\nb\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);
+diff_test!(
+    users_passwords,
+    Script {
+        config: Some(USERS),
+        args: &[],
+        steps: vec![
+            (0, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bob\",\"pass\":\"U*V\"}\r\n".to_vec()),
+            (1, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"pb\"}\r\n".to_vec()),
+            (2, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"carol\",\"pass\":\"pa\"}\r\n".to_vec()),
+            (3, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"pa\"}\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);
+diff_test!(
+    accounts_and_no_auth_user,
+    Script {
+        config: Some(
+            "accounts {\n  A { users = [ {user: a1, password: p}, {user: a2, password: p} ] }\n  \
+             B { users = [ {user: b1, password: p} ] }\n}\nno_auth_user: a2\n"
+        ),
+        args: &[],
+        steps: vec![
+            (0, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"b1\",\"pass\":\"p\"}\r\nSUB x 1\r\n".to_vec()),
+            (1, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"a1\",\"pass\":\"p\"}\r\nSUB x 1\r\n".to_vec()),
+            (2, cat(&[C, b"PUB x 2\r\nhi\r\nSUB x 9\r\n"])),
+            (0, b"PUB x 3\r\nbbb\r\n".to_vec()),
+            (1, b"PUB x 3\r\naaa\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);

@@ -1522,3 +1522,22 @@ fn single_user_with_a_bcrypt_password() {
         );
     });
 }
+
+#[test]
+fn max_control_line_from_config() {
+    for_each_server(|k| {
+        let srv = Server::with_config(k, "max_control_line: 1024\n", &[]);
+        let ok = "a".repeat(900);
+        expect_open(
+            &srv,
+            &cat(&[&connect(""), format!("SUB {ok} 1\r\n").as_bytes()]),
+            b"",
+        );
+        let long = "a".repeat(2000);
+        expect_close(
+            &srv,
+            &cat(&[&connect(""), format!("SUB {long} 1\r\n").as_bytes()]),
+            &err("maximum control line exceeded"),
+        );
+    });
+}
