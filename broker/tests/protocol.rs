@@ -1541,3 +1541,50 @@ fn max_control_line_from_config() {
         );
     });
 }
+
+// ---------------------------------------------------------------------------------------------
+// The harness itself
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn harness_reads_the_listen_address_from_the_log() {
+    let at = |l: &str| parse_listen_line(l).map(|a| a.to_string());
+    assert_eq!(
+        at("[1] 2026/01/01 00:00:00.000000 [INF] Listening for client connections on 0.0.0.0:4222"),
+        Some("127.0.0.1:4222".into())
+    );
+    assert_eq!(
+        at("[1] 2026/01/01 00:00:00.000000 [INF] Listening for client connections on [::1]:4223"),
+        Some("[::1]:4223".into())
+    );
+    assert_eq!(
+        at("[INF] Listening for client connections on [::]:5"),
+        Some("[::1]:5".into())
+    );
+    assert_eq!(
+        at("[INF] Listening for client connections on 10.1.2.3:6"),
+        Some("10.1.2.3:6".into())
+    );
+    assert_eq!(at("[INF] Server is ready"), None);
+    assert_eq!(
+        at("[INF] Listening for client connections on nowhere"),
+        None
+    );
+}
+
+#[test]
+fn serves_on_ipv6_loopback() {
+    for_each_server(|k| {
+        let srv = Server::start(k, &["-a", "::1"]);
+        assert_eq!(
+            srv.addr.ip(),
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST),
+            "[{}] listen address from the log",
+            k.name()
+        );
+        let mut c = srv.connect();
+        c.send(connect(""));
+        c.send(b"SUB v6 1\r\nPUB v6 2\r\nok\r\n");
+        assert_bytes(k, "over IPv6", &c.sync(), b"MSG v6 1 2\r\nok\r\n");
+    });
+}
