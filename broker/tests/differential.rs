@@ -964,3 +964,72 @@ diff_test!(
         hold: &[],
     }
 );
+
+// --- More edges -------------------------------------------------------------------------------
+
+diff_test!(
+    subjects_are_case_sensitive,
+    one(cat(&[
+        C,
+        b"SUB A 1\r\nSUB a 2\r\nPUB a 1\r\nx\r\nPUB A 1\r\ny\r\n"
+    ]))
+);
+diff_test!(
+    queue_names,
+    one(cat(&[
+        C,
+        b"SUB a q.x 1\r\nSUB a q* 2\r\nSUB a q> 3\r\nSUB a Q-_1 4\r\nPUB a 1\r\nx\r\n"
+    ]))
+);
+diff_test!(
+    reply_subjects,
+    one(cat(&[
+        C,
+        b"SUB a 1\r\nPUB a r.* 1\r\n1\r\nPUB a r.> 1\r\n2\r\nPUB a r..x 1\r\n3\r\nPUB a _INBOX.x.y 1\r\n4\r\n"
+    ]))
+);
+diff_test!(
+    reply_subjects_pedantic,
+    one(cat(&[
+        CP,
+        b"SUB a 1\r\nPUB a r.* 1\r\n1\r\nPUB a r..x 1\r\n3\r\n"
+    ]))
+);
+diff_test!(
+    invalid_publish_subject_without_pedantic,
+    one(cat(&[
+        C,
+        b"SUB > 1\r\nPUB a..b 1\r\nx\r\nPUB .a 1\r\ny\r\nPUB a. 1\r\nz\r\n"
+    ]))
+);
+diff_test!(
+    sid_reuse_after_unsub_max,
+    one(cat(&[
+        C,
+        b"SUB a 1\r\nUNSUB 1 1\r\nPUB a 1\r\nx\r\nSUB b 1\r\nPUB b 1\r\ny\r\nPUB a 1\r\nz\r\n"
+    ]))
+);
+diff_test!(verbose_pong_and_ping, one(cat(&[CV, b"PONG\r\nPING\r\n"])));
+diff_test!(
+    tab_before_crlf,
+    one(cat(&[C, b"SUB a 1\t\r\nPUB a 1\t\r\nx\r\nPING\t\r\n"]))
+);
+diff_test!(
+    many_subscriptions_one_publish,
+    one(cat(&[
+        C,
+        &(1..=100)
+            .flat_map(
+                |i| format!("SUB m.{} {i}\r\n", if i % 2 == 0 { "*" } else { ">" }).into_bytes()
+            )
+            .collect::<Vec<u8>>(),
+        b"PUB m.x 1\r\nx\r\n",
+    ]))
+);
+diff_test!(
+    unsub_then_resub_same_sid_other_subject,
+    one(cat(&[
+        C,
+        b"SUB a 1\r\nUNSUB 1\r\nSUB b 1\r\nPUB a 1\r\nx\r\nPUB b 1\r\ny\r\n"
+    ]))
+);
