@@ -21,7 +21,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::options::Options;
+use crate::options::{
+    Options, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD,
+    DEFAULT_MAX_PENDING,
+};
 
 /// Deepest nesting of blocks/arrays accepted; real configs use 3 or 4 levels.
 const MAX_DEPTH: usize = 64;
@@ -986,12 +989,12 @@ fn usize_of(node: &Node, key: &str, v: u64) -> Result<usize, ConfError> {
     usize::try_from(v).map_err(|_| node.invalid(key, "is too large for this machine"))
 }
 
-fn positive_size(node: &Node, key: &str) -> Result<usize, ConfError> {
-    let v = node.as_size(key)?;
-    if v == 0 {
-        return Err(node.invalid(key, "must be greater than 0"));
+/// A size where 0 means "the default", as nats-server's baseline options treat it.
+fn size_or_default(node: &Node, key: &str, default: usize) -> Result<usize, ConfError> {
+    match node.as_size(key)? {
+        0 => Ok(default),
+        v => usize_of(node, key, v),
     }
-    usize_of(node, key, v)
 }
 
 fn count(node: &Node, key: &str) -> Result<usize, ConfError> {
@@ -1042,10 +1045,17 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
                 }
                 opts.server_name = Some(s);
             }
-            "max_payload" => opts.max_payload = positive_size(v, k)?,
-            "max_control_line" => opts.max_control_line = positive_size(v, k)?,
-            "max_pending" => opts.max_pending = positive_size(v, k)?,
-            "max_connections" | "max_conn" => opts.max_connections = count(v, k)?,
+            "max_payload" => opts.max_payload = size_or_default(v, k, DEFAULT_MAX_PAYLOAD)?,
+            "max_control_line" => {
+                opts.max_control_line = size_or_default(v, k, DEFAULT_MAX_CONTROL_LINE)?
+            }
+            "max_pending" => opts.max_pending = size_or_default(v, k, DEFAULT_MAX_PENDING)?,
+            "max_connections" | "max_conn" => {
+                opts.max_connections = match count(v, k)? {
+                    0 => DEFAULT_MAX_CONNECTIONS,
+                    n => n,
+                }
+            }
             "max_subscriptions" | "max_subs" => opts.max_subscriptions = count(v, k)?,
             "ping_max" => {
                 let n = v.as_int(k)?;
@@ -1056,7 +1066,7 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
             "ping_interval" => opts.ping_interval = v.as_duration(k)?,
             "lame_duck_duration" => opts.lame_duck_duration = v.as_duration(k)?,
             "lame_duck_grace_period" => opts.lame_duck_grace_period = v.as_duration(k)?,
-            "authorization" => apply_authorization(v, opts, &mut warnings)?,
+            "authorization" => apply_authorization(v, opts)?,
             "logfile" | "log_file" => opts.log_file = Some(PathBuf::from(v.as_string(k)?)),
             "pid_file" | "pidfile" => opts.pid_file = Some(PathBuf::from(v.as_string(k)?)),
             "syslog" => opts.syslog = v.as_bool(k)?,
@@ -1108,11 +1118,7 @@ fn record_http(v: &Node, k: &str, opts: &mut Options) -> Result<(), ConfError> {
     Ok(())
 }
 
-fn apply_authorization(
-    node: &Node,
-    opts: &mut Options,
-    _warnings: &mut Vec<Warning>,
-) -> Result<(), ConfError> {
+fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError> {
     let Value::Map(entries) = &node.value else {
         return Err(node.invalid(
             "authorization",
@@ -1492,7 +1498,9 @@ mod tests {
             .unwrap_err()
             .msg
             .contains("whole number"));
-        assert!(opts("max_payload: 0\n").is_err());
+        // 0 means the default, as in nats-server.
+        let (o, _) = opts("max_payload: 0\nmax_connections: 0\nmax_pending: 0\n").unwrap();
+        assert_eq!(o, Options::default());
         assert!(opts("max_connections: -1\n").is_err());
         assert!(opts("server_name: 'a b'\n")
             .unwrap_err()
@@ -1542,6 +1550,33 @@ mod tests {
             if let Ok(t) = parse(&s) {
                 let _ = apply(&t, &mut Options::default());
             }
+        }
+
+        /// Any valid setting, written in any of the separator/quoting/terminator styles, reads
+        /// back as the value written.
+        #[test]
+        fn written_settings_read_back(
+            port in -1i32..=65535,
+            payload_kib in 1u64..=65536,
+            name in "[A-Za-z0-9_.-]{1,20}",
+            ping_ms in 1u64..=10_000_000,
+            sep in proptest::sample::select(vec![": ", " = ", " ", ":", "="]),
+            end in proptest::sample::select(vec!["", ";", ",", " # note", " // note"]),
+            quote in proptest::bool::ANY,
+        ) {
+            let q = |v: String| if quote { format!("\"{}\"", v) } else { v };
+            let src = format!(
+                "port{sep}{port}{end}\nmax_payload{sep}{}{end}\nserver_name{sep}{}{end}\nping_interval{sep}{}{end}\n",
+                q(format!("{}KB", payload_kib)),
+                q(name.clone()),
+                q(format!("{}ms", ping_ms)),
+            );
+            let (o, w) = opts(&src).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{}\n{}", e, src)))?;
+            proptest::prop_assert!(w.is_empty());
+            proptest::prop_assert_eq!(o.port, port);
+            proptest::prop_assert_eq!(o.max_payload as u64, payload_kib * 1024);
+            proptest::prop_assert_eq!(o.server_name, Some(name));
+            proptest::prop_assert_eq!(o.ping_interval, Duration::from_millis(ping_ms));
         }
 
         #[test]
