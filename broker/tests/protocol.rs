@@ -1588,3 +1588,34 @@ fn serves_on_ipv6_loopback() {
         assert_bytes(k, "over IPv6", &c.sync(), b"MSG v6 1 2\r\nok\r\n");
     });
 }
+
+#[test]
+fn slow_consumer_by_write_deadline() {
+    for_each_server(|k| {
+        // max_pending stays at its 64 MiB default: only the write deadline can catch this one.
+        let srv = Server::with_config(k, "write_deadline: \"500ms\"\nmax_payload: 65536\n", &[]);
+        let mut slow = Conn::open_small_rcvbuf(srv.addr, 4096);
+        slow.send(connect(""));
+        slow.send(b"SUB big 1\r\n");
+        slow.expect_quiet();
+        let payload = vec![b'x'; 65536];
+        let pub_frame = cat(&[b"PUB big 65536\r\n", &payload, b"\r\n"]);
+        let mut publ = srv.connect();
+        publ.send(connect(""));
+        // 8 MiB: more than the socket buffers on both sides hold, far less than max_pending.
+        for _ in 0..128 {
+            publ.send(&pub_frame);
+        }
+        assert_bytes(k, "publisher", &publ.sync(), b"");
+        // Not reading for 3× the deadline: the server's writes block, and past the deadline it
+        // must give up on us. Then what arrived must end in a close, without -ERR.
+        std::thread::sleep(Duration::from_millis(1500));
+        let got = slow.read_until_closed(Duration::from_secs(5));
+        assert!(
+            find(&got, b"-ERR").is_none(),
+            "[{}] a slow consumer is closed without -ERR",
+            k.name()
+        );
+        publ.expect_quiet();
+    });
+}

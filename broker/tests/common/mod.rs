@@ -696,9 +696,20 @@ pub fn parse_info(line: &[u8]) -> Option<serde_json::Value> {
     serde_json::from_slice(json).ok()
 }
 
-/// Bytes as an escaped, quoted string for messages: `"PING\r\n"`.
+/// Bytes as an escaped, quoted string for messages: `"PING\r\n"`. Long ones are cut in the
+/// middle, so that a failure with megabytes of payload stays readable.
 pub fn show(b: &[u8]) -> String {
-    format!("\"{}\"", b.escape_ascii())
+    const HEAD: usize = 1500;
+    const TAIL: usize = 300;
+    if b.len() <= HEAD + TAIL + 100 {
+        return format!("\"{}\"", b.escape_ascii());
+    }
+    format!(
+        "\"{}\" ...({} bytes in all)... \"{}\"",
+        b[..HEAD].escape_ascii(),
+        b.len(),
+        b[b.len() - TAIL..].escape_ascii()
+    )
 }
 
 /// `-ERR '<text>'\r\n`.
