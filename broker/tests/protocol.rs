@@ -1607,15 +1607,22 @@ fn slow_consumer_by_write_deadline() {
             publ.send(&pub_frame);
         }
         assert_bytes(k, "publisher", &publ.sync(), b"");
-        // Not reading for 3× the deadline: the server's writes block, and past the deadline it
+        // Not reading for 5× the deadline: the server's writes block, and past the deadline it
         // must give up on us. Then what arrived must end in a close, without -ERR.
-        std::thread::sleep(Duration::from_millis(1500));
+        std::thread::sleep(Duration::from_millis(2500));
         let got = slow.read_until_closed(Duration::from_secs(5));
         assert!(
             find(&got, b"-ERR").is_none(),
             "[{}] a slow consumer is closed without -ERR",
             k.name()
         );
-        publ.expect_quiet();
+        // The publisher still works (it idled over 2 s, so a keepalive PING may be waiting).
+        publ.send(b"SUB still 1\r\nPUB still 2\r\nok\r\n");
+        let got: Vec<u8> = frames(&publ.sync())
+            .into_iter()
+            .filter(|f| f != b"PING\r\n")
+            .flatten()
+            .collect();
+        assert_bytes(k, "publisher afterwards", &got, b"MSG still 1 2\r\nok\r\n");
     });
 }

@@ -14,6 +14,11 @@
 //!   tests expect is the real nats-server behaviour.
 //! - `CI` set (to anything but `false`/`0`) — a missing reference server fails the tests that need
 //!   it instead of skipping them (CI installs it, so missing means the CI set-up is broken).
+//! - `NATSD_DIFF_SHOW=1` — differential.rs prints the reference's normalised transcript of every
+//!   script (to review what a script really exercises).
+//!
+//! Validate the suite itself against the reference (everything must pass):
+//! `NATS_SERVER_BIN=.tools/natsref/bin/nats-server NATSD_TEST_SERVER=reference cargo test -p natsd --test protocol --test differential --test client`
 //!
 //! Everything here panics with a message saying what was expected and what arrived: these are
 //! test helpers, and a panic is how a test fails.
