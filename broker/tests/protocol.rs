@@ -1410,64 +1410,91 @@ fn accounts_isolate_subjects_and_no_auth_user_picks_the_account() {
 fn slow_consumer_is_closed_without_err_and_others_are_unaffected() {
     for_each_server(|k| {
         let srv = Server::with_config(k, "max_pending: 1048576\nmax_payload: 65536\n", &[]);
-        let mut slow = Conn::open_small_rcvbuf(srv.addr, 4096);
-        slow.send(connect(""));
-        slow.send(b"SUB big 1\r\n");
-        slow.expect_quiet();
-        let mut good = srv.connect();
-        good.send(connect(""));
-        good.send(b"SUB big 1\r\n");
-        good.expect_quiet();
-
-        // 200 × 64 KiB = 12.5 MiB: far past what the slow side's socket buffers and 1 MiB of
-        // pending output hold. Published in batches of 8 (512 KiB) that the reading subscriber
-        // takes in before the next, so it never has more than that pending.
-        let (n, batch) = (200, 8);
-        let payload = vec![b'x'; 65536];
-        let frame = cat(&[b"MSG big 1 65536\r\n", &payload, b"\r\n"]);
-        let pub_frame = cat(&[b"PUB big 65536\r\n", &payload, b"\r\n"]);
-        let mut publ = srv.connect();
-        publ.send(connect(""));
-        let mut received = Vec::with_capacity(frame.len() * n);
-        for sent in (batch..=n).step_by(batch) {
-            for _ in 0..batch {
-                publ.send(&pub_frame);
-            }
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while received.len() < frame.len() * sent && !good.is_closed() {
-                assert!(
-                    Instant::now() < deadline,
-                    "[{}] reading subscriber stuck at {} of {sent} messages",
-                    k.name(),
-                    received.len() / frame.len()
-                );
-                received.extend(good.read_for(Duration::from_millis(20)).0);
-            }
-        }
-        // The publisher is unaffected, and so is the subscriber that keeps up.
-        assert_bytes(k, "publisher", &publ.sync(), b"");
-        assert!(
-            received.len() == frame.len() * n && received.chunks(frame.len()).all(|c| c == frame),
-            "[{}] the reading subscriber must get all {n} messages intact; got {} bytes (closed: {})",
-            k.name(),
-            received.len(),
-            good.is_closed()
-        );
-        good.expect_quiet();
-        // The slow one was closed, and told nothing: only (possibly cut-off) MSG data arrived.
-        let got = slow.read_until_closed(Duration::from_secs(5));
-        assert!(
-            find(&got, b"-ERR").is_none(),
-            "[{}] a slow consumer is closed without -ERR",
-            k.name()
-        );
-        assert!(
-            got.len() < frame.len() * n,
-            "[{}] the slow consumer received everything ({} bytes): it was not cut off",
-            k.name(),
-            got.len()
-        );
+        make_a_slow_consumer(&srv);
     });
+}
+
+#[test]
+fn slow_consumers_are_counted_in_varz() {
+    for_each_server(|k| {
+        let srv = Server::with_config(
+            k,
+            "max_pending: 1048576\nmax_payload: 65536\n",
+            &["-m", "-1"],
+        );
+        let varz = |srv: &Server| -> serde_json::Value {
+            let (status, body) = http_get(srv, "/varz");
+            assert_eq!(status, 200, "[{}] GET /varz: {body}", k.name());
+            serde_json::from_str(&body)
+                .unwrap_or_else(|e| panic!("[{}] /varz is not JSON ({e}): {body}", k.name()))
+        };
+        assert_eq!(varz(&srv)["slow_consumers"], 0, "[{}]", k.name());
+        make_a_slow_consumer(&srv);
+        assert_eq!(varz(&srv)["slow_consumers"], 1, "[{}]", k.name());
+    });
+}
+
+/// One subscriber that never reads (tiny receive buffer) and one that keeps up, on a server
+/// with `max_pending: 1048576`; checks that only the first is closed, without -ERR.
+fn make_a_slow_consumer(srv: &Server) {
+    let k = srv.kind;
+    let mut slow = Conn::open_small_rcvbuf(srv.addr, 4096);
+    slow.send(connect(""));
+    slow.send(b"SUB big 1\r\n");
+    slow.expect_quiet();
+    let mut good = srv.connect();
+    good.send(connect(""));
+    good.send(b"SUB big 1\r\n");
+    good.expect_quiet();
+
+    // 200 × 64 KiB = 12.5 MiB: far past what the slow side's socket buffers and 1 MiB of
+    // pending output hold. Published in batches of 8 (512 KiB) that the reading subscriber
+    // takes in before the next, so it never has more than that pending.
+    let (n, batch) = (200, 8);
+    let payload = vec![b'x'; 65536];
+    let frame = cat(&[b"MSG big 1 65536\r\n", &payload, b"\r\n"]);
+    let pub_frame = cat(&[b"PUB big 65536\r\n", &payload, b"\r\n"]);
+    let mut publ = srv.connect();
+    publ.send(connect(""));
+    let mut received = Vec::with_capacity(frame.len() * n);
+    for sent in (batch..=n).step_by(batch) {
+        for _ in 0..batch {
+            publ.send(&pub_frame);
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while received.len() < frame.len() * sent && !good.is_closed() {
+            assert!(
+                Instant::now() < deadline,
+                "[{}] reading subscriber stuck at {} of {sent} messages",
+                k.name(),
+                received.len() / frame.len()
+            );
+            received.extend(good.read_for(Duration::from_millis(20)).0);
+        }
+    }
+    // The publisher is unaffected, and so is the subscriber that keeps up.
+    assert_bytes(k, "publisher", &publ.sync(), b"");
+    assert!(
+        received.len() == frame.len() * n && received.chunks(frame.len()).all(|c| c == frame),
+        "[{}] the reading subscriber must get all {n} messages intact; got {} bytes (closed: {})",
+        k.name(),
+        received.len(),
+        good.is_closed()
+    );
+    good.expect_quiet();
+    // The slow one was closed, and told nothing: only (possibly cut-off) MSG data arrived.
+    let got = slow.read_until_closed(Duration::from_secs(5));
+    assert!(
+        find(&got, b"-ERR").is_none(),
+        "[{}] a slow consumer is closed without -ERR",
+        k.name()
+    );
+    assert!(
+        got.len() < frame.len() * n,
+        "[{}] the slow consumer received everything ({} bytes): it was not cut off",
+        k.name(),
+        got.len()
+    );
 }
 
 #[test]

@@ -201,6 +201,7 @@ impl Launch {
 
 enum LogEvent {
     Listening(SocketAddr),
+    Monitor(SocketAddr),
     Ready,
     Eof,
 }
@@ -209,6 +210,8 @@ pub struct Server {
     pub kind: Kind,
     /// Where clients connect (0.0.0.0 in the log becomes 127.0.0.1, `::` becomes `::1`).
     pub addr: SocketAddr,
+    /// The HTTP monitoring address, when started with `-m` (`Starting http monitor on ...`).
+    pub monitor: Option<SocketAddr>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     dir: tempfile::TempDir,
@@ -263,6 +266,7 @@ impl Server {
         let mut server = Server {
             kind: l.kind,
             addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            monitor: None,
             child,
             log,
             dir,
@@ -274,6 +278,7 @@ impl Server {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(LogEvent::Listening(a)) => addr = Some(a),
+                Ok(LogEvent::Monitor(a)) => server.monitor = Some(a),
                 Ok(LogEvent::Ready) => break,
                 Ok(LogEvent::Eof) | Err(mpsc::RecvTimeoutError::Disconnected) => {
                     let status = server.child.wait().ok();
@@ -383,6 +388,9 @@ fn read_log(stderr: impl Read, log: Arc<Mutex<Vec<String>>>, tx: mpsc::Sender<Lo
         if let Some(addr) = parse_listen_line(&line) {
             let _ = tx.send(LogEvent::Listening(addr));
         }
+        if let Some(addr) = parse_addr_after(&line, "Starting http monitor on ") {
+            let _ = tx.send(LogEvent::Monitor(addr));
+        }
         let ready = line.contains("Server is ready");
         log.lock().unwrap().push(line);
         if ready {
@@ -395,8 +403,14 @@ fn read_log(stderr: impl Read, log: Arc<Mutex<Vec<String>>>, tx: mpsc::Sender<Lo
 /// `... [INF] Listening for client connections on 127.0.0.1:4222` (or `[::1]:4222`) → where to
 /// connect. A wildcard listen address means "connect over loopback".
 pub fn parse_listen_line(line: &str) -> Option<SocketAddr> {
-    const MARK: &str = "Listening for client connections on ";
-    let rest = line[line.find(MARK)? + MARK.len()..].trim();
+    parse_addr_after(line, "Listening for client connections on ")
+}
+
+/// `<mark><host>:<port>` at the end of a log line → where to connect.
+fn parse_addr_after(line: &str, mark: &str) -> Option<SocketAddr> {
+    let rest = line[line.find(mark)? + mark.len()..].trim();
+    // `http://` would precede the address in some versions' monitor line.
+    let rest = rest.trim_start_matches("http://");
     let (host, port) = rest.rsplit_once(':')?;
     let port: u16 = port.parse().ok()?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
@@ -416,6 +430,30 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port")
+}
+
+/// `GET <path>` on the server's monitoring port (HTTP/1.0, so the body ends at close):
+/// `(status code, body)`.
+pub fn http_get(srv: &Server, path: &str) -> (u16, String) {
+    let addr = srv.monitor.unwrap_or_else(|| {
+        panic!(
+            "[{}] no `Starting http monitor on <host>:<port>` in the log (start it with -m)",
+            srv.kind.name()
+        )
+    });
+    let mut c = Conn::open_raw(addr);
+    c.send(format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"));
+    let raw = c.read_until_closed(IO_TIMEOUT);
+    let text = String::from_utf8_lossy(&raw).to_string();
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("[{}] bad HTTP answer: {text:?}", srv.kind.name()));
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("[{}] bad HTTP status line: {head:?}", srv.kind.name()));
+    (status, body.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------
