@@ -51,6 +51,15 @@ const FIRST_PING: Duration = Duration::from_secs(2);
 const CACHE_MAX: usize = 512;
 /// Most iovecs handed to one writev.
 const MAX_IOV: usize = 64;
+/// Flow control (nats-server's "stall"): a publisher that filled a subscriber past this many
+/// pending bytes waits, at the end of its read batch, up to [`STALL_MAX`] for that subscriber's
+/// writer to drain. It bounds memory per subscriber under a fast producer without ever blocking a
+/// publisher for long; a subscriber whose socket makes no progress is not waited for at all (it
+/// runs into max_pending or write_deadline and is cut, as nats-server does).
+const STALL_AT: usize = 1024 * 1024;
+const STALL_MAX: Duration = Duration::from_millis(5);
+/// A writer without progress for this long counts as blocked (no stalls on its behalf).
+const STALL_PROGRESS_MS: u64 = 50;
 
 /// Why a connection closed (nats-server's wording, used in the debug log and for monitoring).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,6 +145,11 @@ pub struct ClientShared {
     pings_out: AtomicU32,
     /// Milliseconds since `born` of the last read (keepalive skips PINGs to active clients).
     last_in_ms: AtomicU64,
+    /// Milliseconds since `born` of the last completed write, and the writer's "drained" signal
+    /// for stalled publishers.
+    last_out_ms: AtomicU64,
+    writing: AtomicBool,
+    drained: tokio::sync::Notify,
     born: Instant,
     /// sid → subscription. Locked on SUB/UNSUB/close and auto-unsubscribe only.
     subs: Mutex<HashMap<Bytes, Arc<Subscription>>>,
@@ -369,6 +383,8 @@ struct Reader {
     cache_gen: u64,
     /// Clients whose writers must be woken at the end of this read batch.
     to_wake: Vec<Arc<ClientShared>>,
+    /// A subscriber this batch filled past STALL_AT (see there).
+    stall: Option<Arc<ClientShared>>,
     // Per-batch counters, added to the server totals once per read.
     in_msgs: u64,
     in_bytes: u64,
@@ -419,6 +435,9 @@ pub(crate) fn new_shared(
         max_pending: AtomicUsize::new(opts.max_pending),
         pings_out: AtomicU32::new(0),
         last_in_ms: AtomicU64::new(0),
+        last_out_ms: AtomicU64::new(0),
+        writing: AtomicBool::new(false),
+        drained: tokio::sync::Notify::new(),
         born: Instant::now(),
         subs: Mutex::new(HashMap::new()),
         in_msgs: AtomicU64::new(0),
@@ -449,6 +468,7 @@ impl Reader {
             cache: FnvMap::default(),
             cache_gen: u64::MAX,
             to_wake: Vec::new(),
+            stall: None,
             in_msgs: 0,
             in_bytes: 0,
             out_msgs: 0,
@@ -515,6 +535,9 @@ impl Reader {
             self.end_batch();
             if !ok {
                 return;
+            }
+            if let Some(c) = self.stall.take() {
+                stall_on(&c).await;
             }
             // An idle connection holds no read buffer (1000 idle clients stay small).
             if buf.is_empty() && read_size <= MIN_READ * 2 {
@@ -870,6 +893,9 @@ impl Reader {
                 client.slow_consumer_pending(max_pending);
                 return false;
             }
+            if out.pending > STALL_AT && !own && self.stall.is_none() {
+                self.stall = Some(client.clone());
+            }
             if !out.flush_scheduled {
                 out.flush_scheduled = true;
                 if !own {
@@ -1012,6 +1038,26 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// Waits (bounded) for a subscriber's writer to drain below STALL_AT, if it is making progress.
+async fn stall_on(c: &ClientShared) {
+    let deadline = tokio::time::Instant::now() + STALL_MAX;
+    loop {
+        let drained = c.drained.notified();
+        tokio::pin!(drained);
+        drained.as_mut().enable();
+        let pending = c.out.lock().pending;
+        let now_ms = c.born.elapsed().as_millis() as u64;
+        let blocked = c.writing.load(Ordering::Relaxed)
+            && now_ms.saturating_sub(c.last_out_ms.load(Ordering::Relaxed)) > STALL_PROGRESS_MS;
+        if pending <= STALL_AT || blocked || c.is_closed() {
+            return;
+        }
+        if tokio::time::timeout_at(deadline, drained).await.is_err() {
+            return;
+        }
+    }
+}
+
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,
@@ -1042,6 +1088,9 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
         let total: usize = spare.len() + segs.iter().map(|s| s.len()).sum::<usize>();
         if total > 0 {
             let chunks = segs.len() + usize::from(!spare.is_empty());
+            me.last_out_ms
+                .store(me.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+            me.writing.store(true, Ordering::Relaxed);
             let res = tokio::select! {
                 r = write_all(&wr, &segs, &spare) => r.map_err(Some),
                 _ = tokio::time::sleep(write_deadline) => Err(None),
@@ -1049,7 +1098,9 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
             };
             match res {
                 Ok(()) => {
+                    me.writing.store(false, Ordering::Relaxed);
                     me.out.lock().pending -= total;
+                    me.drained.notify_waiters();
                 }
                 Err(None) => {
                     me.stats.slow_consumers.fetch_add(1, Ordering::Relaxed);
