@@ -1,8 +1,8 @@
 //! The subject trie: which subscriptions does a published subject reach?
 //!
-//! Modelled on nats-server's `sublist.go`: a trie of [`trie::Level`]s whose nodes are keyed by
+//! Modelled on nats-server's `sublist.go`: a trie of levels (`trie.rs`) whose nodes are keyed by
 //! subject token, with separate `*` (one token) and `>` (one or more trailing tokens) child
-//! pointers, plus a bounded cache of match results in front of it ([`cache::MatchCache`]) and a
+//! pointers, plus a bounded cache of match results in front of it (`cache.rs`) and a
 //! generation counter so callers can keep their own per-connection caches.
 //!
 //! Concurrency (a publish-heavy broker calls [`Sublist::matches`] from every worker thread):
@@ -135,6 +135,9 @@ impl<T: Clone + PartialEq> Sublist<T> {
 
     /// Removes one occurrence of `sub` stored under exactly `subject` and `queue`; returns
     /// whether one was found. Nodes left empty are freed, so churn does not grow memory.
+    ///
+    /// `T`'s `PartialEq` picks the occurrence, so it should mean "same subscription" (e.g.
+    /// client id and sid), not "same contents". Linear in the subscriptions of that one node.
     pub fn remove(&self, subject: &[u8], queue: Option<&[u8]>, sub: &T) -> bool {
         if !valid_subject(subject) || !queue.is_none_or(valid_queue) {
             return false;
@@ -154,8 +157,8 @@ impl<T: Clone + PartialEq> Sublist<T> {
     /// only by wildcard subscriptions (as in nats-server). A subject with an empty token
     /// matches nothing. Results are cached; a cache hit returns the cached `Arc`.
     pub fn matches(&self, subject: &[u8]) -> Arc<SublistResult<T>> {
-        let hash = self.cache.hash(subject);
-        if let Some(hit) = self.cache.get(hash, subject) {
+        let key = self.cache.key(subject);
+        if let Some(hit) = key.and_then(|hash| self.cache.get(hash, subject)) {
             return hit;
         }
         if !publishable(subject) {
@@ -168,7 +171,10 @@ impl<T: Clone + PartialEq> Sublist<T> {
             Some(r) => Arc::new(r),
             None => Arc::clone(&self.empty),
         };
-        let result = self.cache.insert(hash, subject, result);
+        let result = match key {
+            Some(hash) => self.cache.insert(hash, subject, result),
+            None => result,
+        };
         drop(trie);
         result
     }
