@@ -691,12 +691,13 @@ impl Reader {
                     return false;
                 }
                 // nats-server's order: the -ERR for a bad subject, then +OK, then deliveries.
-                let valid = !self.pedantic || valid_literal_subject(msg.subject());
-                if !valid {
+                // The -ERR is only a warning: nats-server still routes the message (a wildcard
+                // subject matches subscriptions literally).
+                if self.pedantic && !valid_literal_subject(msg.subject()) {
                     self.me.send_err("Invalid Publish Subject");
                 }
                 self.ok();
-                if valid && self.may_publish(msg.subject()) {
+                if self.may_publish(msg.subject()) {
                     self.publish(&msg);
                 }
             }
@@ -721,7 +722,7 @@ impl Reader {
             Op::Pong => {
                 self.me.pings_out.store(0, Ordering::Relaxed);
             }
-            Op::Ok => {}
+            Op::Ok | Op::Info => {}
         }
         true
     }
@@ -1047,12 +1048,18 @@ impl Reader {
                     b.put_slice(r);
                     b.put_u8(b' ');
                 }
-                let mut num = itoa::Buffer::new();
-                if let Some(h) = hdr {
-                    b.put_slice(num.format(h).as_bytes());
+                // The sizes as the publisher wrote them (nats-server copies them verbatim), unless
+                // the headers were stripped for this subscriber.
+                let (hdr_tok, size_tok) = msg.size_tokens();
+                if hdr.is_some() {
+                    b.put_slice(hdr_tok.unwrap_or_default());
                     b.put_u8(b' ');
+                    b.put_slice(size_tok);
+                } else if msg.hdr_len().is_none() {
+                    b.put_slice(size_tok);
+                } else {
+                    b.put_slice(itoa::Buffer::new().format(body.len()).as_bytes());
                 }
-                b.put_slice(num.format(body.len()).as_bytes());
                 b.put_slice(b"\r\n");
                 b.len() - before
             };

@@ -88,6 +88,8 @@ pub struct Msg {
     hdr_len: Option<usize>,
     /// Headers (for HPUB) plus payload, without the trailing `\r\n`.
     body: Range<usize>,
+    hdr_tok: Option<Range<usize>>,
+    size_tok: Range<usize>,
 }
 
 impl Msg {
@@ -100,6 +102,13 @@ impl Msg {
     /// `Some(header length)` when this came from HPUB (headers are the first bytes of `body`).
     pub fn hdr_len(&self) -> Option<usize> {
         self.hdr_len
+    }
+    /// The header-length and total-size tokens exactly as the client wrote them.
+    pub fn size_tokens(&self) -> (Option<&[u8]>, &[u8]) {
+        (
+            self.hdr_tok.clone().map(|r| &self.frame[r]),
+            &self.frame[self.size_tok.clone()],
+        )
     }
     /// Headers (HPUB) and payload as sent, without the trailing CRLF.
     pub fn body(&self) -> &[u8] {
@@ -137,6 +146,8 @@ pub enum Op {
     Pong,
     /// `+OK` from a client (ignored by the server).
     Ok,
+    /// `INFO ...` from a client (ignored by the server).
+    Info,
 }
 
 /// A PUB/HPUB control line that is parsed and waits for its payload.
@@ -148,6 +159,9 @@ struct PendingMsg {
     reply: Option<Range<usize>>,
     hdr_len: Option<usize>,
     size: usize,
+    /// The size tokens as sent (nats-server copies them into MSG/HMSG verbatim: `01` stays `01`).
+    hdr_tok: Option<Range<usize>>,
+    size_tok: Range<usize>,
 }
 
 /// The parser state for one connection. See the module docs.
@@ -204,6 +218,8 @@ impl Parser {
                     reply: p.reply,
                     hdr_len: p.hdr_len,
                     body: p.line_len..p.line_len + p.size,
+                    hdr_tok: p.hdr_tok,
+                    size_tok: p.size_tok,
                 })));
             }
 
@@ -261,6 +277,11 @@ impl Parser {
                 let _ = buf.split_to(line_len);
                 Ok(Some(Op::Ok))
             }
+            // nats-server ignores INFO from a client (it is meant for routes and leafnodes).
+            Kind::Info => {
+                let _ = buf.split_to(line_len);
+                Ok(Some(Op::Info))
+            }
             Kind::MinusErr => {
                 let r = trim(&buf[args_at..end]);
                 let text = Bytes::copy_from_slice(&buf[args_at + r.start..args_at + r.end]);
@@ -300,6 +321,7 @@ impl Parser {
                     ),
                     _ => return Err(parse_err()),
                 };
+                let size_tok = size;
                 let size = parse_size(&line[size.clone()]).ok_or_else(size_err)?;
                 let hdr_len = match hdr {
                     Some(h) => {
@@ -317,12 +339,19 @@ impl Parser {
                         max: self.max_payload,
                     });
                 }
+                // `HPUB s 0 n` carries no header block: nats-server delivers it as a plain MSG.
+                let (hdr_len, hdr_tok) = match hdr_len {
+                    Some(0) => (None, None),
+                    h => (h, hdr.cloned()),
+                };
                 self.pending = Some(PendingMsg {
                     line_len,
                     subject,
                     reply,
                     hdr_len,
                     size,
+                    hdr_tok,
+                    size_tok: size_tok.clone(),
                 });
                 Ok(None)
             }
@@ -380,6 +409,7 @@ enum Kind {
     Pong,
     PlusOk,
     MinusErr,
+    Info,
 }
 
 #[inline]
@@ -400,7 +430,9 @@ fn op_kind(line: &[u8]) -> Result<(Kind, usize), ParseError> {
         if starts_with_ci(line, word) {
             match line.get(word.len()) {
                 Some(&b) if b == b' ' || b == b'\t' => return Some((kind, word.len())),
-                None if kind == Kind::Connect => return Some((kind, word.len())),
+                None if kind == Kind::Connect || kind == Kind::Info => {
+                    return Some((kind, word.len()))
+                }
                 _ => {}
             }
         }
@@ -421,6 +453,7 @@ fn op_kind(line: &[u8]) -> Result<(Kind, usize), ParseError> {
         Some(b'S') => with_args(b"SUB", Kind::Sub),
         Some(b'U') => with_args(b"UNSUB", Kind::Unsub),
         Some(b'C') => with_args(b"CONNECT", Kind::Connect),
+        Some(b'I') => with_args(b"INFO", Kind::Info),
         Some(b'+') if starts_with_ci(line, b"+OK") => Some((Kind::PlusOk, 3)),
         Some(b'-') if starts_with_ci(line, b"-ERR") => Some((Kind::MinusErr, 4)),
         _ => None,
@@ -430,8 +463,9 @@ fn op_kind(line: &[u8]) -> Result<(Kind, usize), ParseError> {
 
 /// False when no continuation of `partial` (a line without its newline yet) can become a known op.
 fn plausible_prefix(partial: &[u8]) -> bool {
-    const OPS: [&[u8]; 9] = [
+    const OPS: [&[u8]; 10] = [
         b"PUB ", b"HPUB ", b"SUB ", b"UNSUB ", b"CONNECT", b"PING", b"PONG", b"+OK", b"-ERR",
+        b"INFO",
     ];
     OPS.iter().any(|op| {
         let n = partial.len().min(op.len());
@@ -743,6 +777,19 @@ PONG\r\n+OK\r\nPUB\tx\t\t3\r\nabc\r\n";
         // Unknown ops are reported before their line ends (no buffering of garbage).
         assert_eq!(feed(b"XYZ", &[]).1, Some(ParseError::UnknownOp));
         assert_eq!(feed(b"PU", &[]).1, None);
+    }
+
+    #[test]
+    fn size_tokens_verbatim_and_hpub_without_headers() {
+        let ops = all(b"PUB a 01\r\nx\r\nHPUB a 0 0\r\n\r\nHPUB a 02 3\r\n\r\nx\r\nINFO {}\r\n");
+        assert_eq!(pubmsg(&ops[0]).size_tokens(), (None, &b"01"[..]));
+        assert_eq!(
+            pubmsg(&ops[1]).hdr_len(),
+            None,
+            "HPUB with 0 header bytes is a plain MSG"
+        );
+        assert_eq!(pubmsg(&ops[2]).size_tokens(), (Some(&b"02"[..]), &b"3"[..]));
+        assert_eq!(ops[3], Op::Info);
     }
 
     #[test]
