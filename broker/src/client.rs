@@ -675,6 +675,9 @@ impl Reader {
 
     /// Handles one op. False when the connection must end.
     fn dispatch(&mut self, op: Op) -> bool {
+        if crate::log::enabled(crate::log::Level::Trace) {
+            self.trace_in(&op);
+        }
         if !self.connected && self.opts.auth.required() && !matches!(op, Op::Connect(_)) {
             self.auth_violation(None);
             return false;
@@ -728,6 +731,66 @@ impl Reader {
     }
 
     /// nats-server's log line: `authentication error`, naming the user (never a secret).
+    /// `-V`: nats-server's `<<- [OP args]` trace of what the client sent (secrets redacted).
+    fn trace_in(&self, op: &Op) {
+        let prefix = self.me.log_prefix();
+        let line = match op {
+            Op::Connect(json) => format!("CONNECT {}", redact_connect(json)),
+            Op::Pub(m) => {
+                let mut l = String::from(if m.hdr_len().is_some() {
+                    "HPUB "
+                } else {
+                    "PUB "
+                });
+                l.push_str(&String::from_utf8_lossy(m.subject()));
+                if let Some(r) = m.reply() {
+                    l.push(' ');
+                    l.push_str(&String::from_utf8_lossy(r));
+                }
+                let (h, n) = m.size_tokens();
+                if let Some(h) = h {
+                    l.push(' ');
+                    l.push_str(&String::from_utf8_lossy(h));
+                }
+                l.push(' ');
+                l.push_str(&String::from_utf8_lossy(n));
+                l
+            }
+            Op::Sub {
+                subject,
+                queue,
+                sid,
+            } => match queue {
+                Some(q) => format!(
+                    "SUB {} {} {}",
+                    String::from_utf8_lossy(subject),
+                    String::from_utf8_lossy(q),
+                    String::from_utf8_lossy(sid)
+                ),
+                None => format!(
+                    "SUB {} {}",
+                    String::from_utf8_lossy(subject),
+                    String::from_utf8_lossy(sid)
+                ),
+            },
+            Op::Unsub { sid, max } => match max {
+                Some(m) => format!("UNSUB {} {m}", String::from_utf8_lossy(sid)),
+                None => format!("UNSUB {}", String::from_utf8_lossy(sid)),
+            },
+            Op::Ping => "PING".into(),
+            Op::Pong => "PONG".into(),
+            Op::Ok => "+OK".into(),
+            Op::Info => "INFO".into(),
+        };
+        crate::log_trace!("{prefix}<<- [{line}]");
+        if let Op::Pub(m) = op {
+            crate::log_trace!(
+                "{prefix}<<- MSG_PAYLOAD: [{:?}]",
+                String::from_utf8_lossy(m.body())
+            );
+        }
+    }
+
     /// The publish permission check; a violation is reported and the connection stays open.
     fn may_publish(&self, subject: &[u8]) -> bool {
         let Some(p) = self.me.perms.get().and_then(|p| p.publish.as_ref()) else {
@@ -1280,6 +1343,22 @@ fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     a.ct_eq(b).into()
 }
 
+/// CONNECT JSON for the trace log with every secret replaced, as nats-server does.
+fn redact_connect(json: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(json) {
+        Ok(serde_json::Value::Object(mut m)) => {
+            for k in ["pass", "auth_token", "sig", "jwt", "nkey_sig"] {
+                if let Some(v) = m.get_mut(k) {
+                    *v = serde_json::Value::String("[REDACTED]".into());
+                }
+            }
+            serde_json::Value::Object(m).to_string()
+        }
+        // Not an object: it will be rejected; don't echo bytes that might hold a secret.
+        _ => "[UNPARSABLE]".into(),
+    }
+}
+
 /// Waits (bounded) for a subscriber's writer to drain below STALL_AT, if it is making progress.
 async fn stall_on(c: &ClientShared) {
     let deadline = tokio::time::Instant::now() + STALL_MAX;
@@ -1540,6 +1619,19 @@ pub fn go_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trace_redacts_secrets() {
+        let t = redact_connect(
+            br#"{"user":"derek","pass":"hunter2","auth_token":"tok","verbose":false}"#,
+        );
+        assert!(!t.contains("hunter2") && !t.contains("tok\""), "{t}");
+        assert!(
+            t.contains("\"user\":\"derek\"") && t.contains("[REDACTED]"),
+            "{t}"
+        );
+        assert_eq!(redact_connect(b"{not json"), "[UNPARSABLE]");
+    }
 
     #[test]
     fn go_durations() {
