@@ -1009,14 +1009,9 @@ impl Reader {
     /// Routes one published message to every matching subscription.
     fn publish(&mut self, msg: &Msg) {
         let result = self.lookup(msg.subject());
-        if result.psubs.is_empty() && result.qsubs.is_empty() {
-            if self.no_responders && msg.reply().is_some() {
-                self.send_no_responders(msg);
-            }
-            return;
-        }
+        let mut delivered = false;
         for sub in &result.psubs {
-            self.deliver(&sub.0, msg);
+            delivered |= self.deliver(&sub.0, msg);
         }
         for group in &result.qsubs {
             if group.is_empty() {
@@ -1027,9 +1022,15 @@ impl Reader {
             for i in 0..group.len() {
                 let sub = &group[(start + i) % group.len()];
                 if self.deliver(&sub.0, msg) {
+                    delivered = true;
                     break;
                 }
             }
+        }
+        // nats-server: nothing delivered (no interest, own message with echo off, ...) and the
+        // requester asked for it.
+        if !delivered && self.no_responders && msg.reply().is_some() {
+            self.send_no_responders(msg);
         }
     }
 
