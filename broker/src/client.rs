@@ -163,6 +163,8 @@ pub struct ClientShared {
     perms: OnceLock<ClientPerms>,
     /// CONNECT was processed: the writer starts the short first-PING timer.
     connect_seen: AtomicBool,
+    /// The configuration was reloaded: the reader re-checks this client's authorization now.
+    reload: tokio::sync::Notify,
 }
 
 /// A user's permissions compiled to sublists (wildcard-aware matching with its own cache).
@@ -345,6 +347,11 @@ impl ClientShared {
         }
     }
 
+    /// Tells the reader that the configuration was reloaded.
+    pub fn notify_reload(&self) {
+        self.reload.notify_one();
+    }
+
     pub fn num_subscriptions(&self) -> usize {
         self.subs.lock().len()
     }
@@ -416,7 +423,7 @@ type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// The CONNECT JSON. Absent fields keep their current value, as nats-server's json.Unmarshal into
 /// the existing options does (so `CONNECT {}` stays verbose, the pre-CONNECT default).
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, Clone)]
 struct ConnectArgs {
     verbose: Option<bool>,
     pedantic: Option<bool>,
@@ -440,6 +447,10 @@ struct Reader {
     acc: Arc<Account>,
     /// For log lines about permissions (`User "alice"`).
     who: String,
+    /// The credentials CONNECT presented and what they were granted, kept (in memory only, as
+    /// nats-server does) to re-check the client when a reload changes authorization.
+    creds: Option<ConnectArgs>,
+    granted: (Option<String>, Option<Permissions>),
     opts: Arc<Options>,
     opts_gen: u64,
     parser: Parser,
@@ -519,6 +530,7 @@ pub(crate) fn new_shared(
         stats,
         perms: OnceLock::new(),
         connect_seen: AtomicBool::new(false),
+        reload: tokio::sync::Notify::new(),
     })
 }
 
@@ -532,6 +544,8 @@ impl Reader {
             opts,
             acc: srv.account(None),
             who: String::new(),
+            creds: None,
+            granted: (None, None),
             srv,
             me,
             verbose: true,
@@ -572,6 +586,12 @@ impl Reader {
             tokio::select! {
                 biased;
                 _ = me.stop.notified() => return,
+                _ = me.reload.notified() => {
+                    if !self.refresh_options() {
+                        return;
+                    }
+                    continue;
+                }
                 _ = sleep_until_opt(awaiting_auth) => {
                     crate::log_debug!("{}Authentication Timeout", self.me.log_prefix());
                     self.me.send_err_and_close("Authentication Timeout", CloseReason::AuthTimeout);
@@ -607,7 +627,9 @@ impl Reader {
             } else if n < read_size / 4 && read_size > MIN_READ {
                 read_size /= 2;
             }
-            self.refresh_options();
+            if !self.refresh_options() {
+                return;
+            }
             let ok = self.process(&mut buf);
             self.end_batch();
             if !ok {
@@ -894,6 +916,13 @@ impl Reader {
                 let _ = self.me.perms.set(ClientPerms::new(p));
             }
             self.who = grant.who;
+            self.granted = (grant.account, grant.permissions);
+            self.creds = Some(ConnectArgs {
+                user: args.user.clone(),
+                pass: args.pass.clone(),
+                auth_token: args.auth_token.clone(),
+                ..ConnectArgs::default()
+            });
         }
         if let Some(p) = args.protocol {
             if !(0..=1).contains(&p) {
@@ -1206,18 +1235,42 @@ impl Reader {
     }
 
     /// Picks up a reloaded configuration (checked once per read batch: one atomic load).
-    fn refresh_options(&mut self) {
+    /// False when the reloaded authorization no longer admits this client (it is then closed).
+    fn refresh_options(&mut self) -> bool {
         let gen = self.srv.options_generation();
         if gen == self.opts_gen {
-            return;
+            return true;
         }
         self.opts_gen = gen;
-        self.opts = self.srv.options();
+        let old = std::mem::replace(&mut self.opts, self.srv.options());
         self.parser
             .set_limits(self.opts.max_control_line, self.opts.max_payload);
         self.me
             .max_pending
             .store(self.opts.max_pending, Ordering::Relaxed);
+        if self.connected && old.auth != self.opts.auth {
+            let creds = self.creds.take().unwrap_or_default();
+            match check_auth(&self.opts, &creds) {
+                None if self.opts.auth.required() => {
+                    // nats-server's reloadAuthorization: a client the new rules reject is closed.
+                    self.auth_violation(Some(&creds));
+                    return false;
+                }
+                Some(g) if (g.account.clone(), g.permissions.clone()) != self.granted => {
+                    // Permissions and accounts are fixed per connection here: rather than keep
+                    // serving it with stale (possibly wider) rights, close it; it reconnects and
+                    // gets the new ones.
+                    crate::log_info!(
+                        "{}Closing connection: its account or permissions changed on reload",
+                        self.me.log_prefix()
+                    );
+                    self.me.close(CloseReason::AuthViolation);
+                    return false;
+                }
+                _ => self.creds = Some(creds),
+            }
+        }
+        true
     }
 
     /// End of one read batch: wake the writers touched, add counters to the server totals.

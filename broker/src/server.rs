@@ -345,8 +345,9 @@ impl Server {
 
     /// Applies what can change at runtime: limits, auth, keepalive, lame duck timings. The
     /// listen address and the server name cannot change without a restart; a change there is
-    /// logged and the old value kept. Running connections pick up the new limits at their next
-    /// read; the keepalive timings and auth apply to new connections.
+    /// logged and the old value kept. Running connections take the new limits at once and are
+    /// re-authorized (closed if the new rules reject them, or if their account or permissions
+    /// changed); keepalive timings apply to new connections.
     pub fn reload(&self, mut opts: Options) {
         let old = self.inner.options();
         let mut kept = Vec::new();
@@ -365,10 +366,13 @@ impl Server {
         for k in &kept {
             crate::log_warn!("Config reload: {} cannot change at runtime", k);
         }
-        let max_pending = opts.max_pending;
         *self.inner.opts.write() = Arc::new(opts);
         self.inner.opts_gen.fetch_add(1, Ordering::AcqRel);
-        let _ = max_pending;
+        // Every reader re-reads the options now (limits, and authorization: clients the new
+        // rules reject are closed, as nats-server does).
+        for c in self.inner.all_clients() {
+            c.notify_reload();
+        }
         crate::log_info!("Reloaded server configuration");
     }
 
@@ -993,5 +997,25 @@ mod tests {
         assert_eq!(a.line().await, "MSG a.ok 4 1\r\n");
         assert_eq!(a.line().await, "y\r\n");
         assert_eq!(a.line().await, "PONG\r\n");
+    }
+
+    #[tokio::test]
+    async fn reload_closes_clients_the_new_auth_rejects() {
+        let s = start(|o| o.auth.users = vec![user("a", None, None), user("b", None, None)]).await;
+        let mut a = Raw::connect(&s).await;
+        a.send(b"CONNECT {\"verbose\":false,\"user\":\"a\",\"pass\":\"p\"}\r\nPING\r\n")
+            .await;
+        assert_eq!(a.line().await, "PONG\r\n");
+        let mut b = Raw::connect(&s).await;
+        b.send(b"CONNECT {\"verbose\":false,\"user\":\"b\",\"pass\":\"p\"}\r\nPING\r\n")
+            .await;
+        assert_eq!(b.line().await, "PONG\r\n");
+        let mut o = (*s.options()).clone();
+        o.auth.users.retain(|u| u.user == "a");
+        s.reload(o);
+        assert_eq!(b.line().await, "-ERR 'Authorization Violation'\r\n");
+        assert!(b.eof().await);
+        a.send(b"PING\r\n").await;
+        assert_eq!(a.line().await, "PONG\r\n", "a is still allowed");
     }
 }
