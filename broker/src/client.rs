@@ -163,7 +163,8 @@ pub struct ClientShared {
     perms: OnceLock<ClientPerms>,
     /// CONNECT was processed: the writer starts the short first-PING timer.
     connect_seen: AtomicBool,
-    /// The configuration was reloaded: the reader re-checks this client's authorization now.
+    /// The configuration was reloaded: the reader re-checks this client's authorization now
+    /// (the writer re-reads its keepalive settings on the accompanying `wake`).
     reload: tokio::sync::Notify,
 }
 
@@ -350,6 +351,7 @@ impl ClientShared {
     /// Tells the reader that the configuration was reloaded.
     pub fn notify_reload(&self) {
         self.reload.notify_one();
+        self.wake.notify_one();
     }
 
     pub fn num_subscriptions(&self) -> usize {
@@ -484,7 +486,7 @@ pub(crate) async fn run(srv: Arc<ServerInner>, me: Arc<ClientShared>, stream: Tc
     let (rd, wr) = stream.into_split();
     let opts = srv.options();
     me.send(srv.info_json(&me, false).as_bytes());
-    let writer = tokio::spawn(write_loop(me.clone(), wr, opts.clone()));
+    let writer = tokio::spawn(write_loop(me.clone(), wr, srv.clone()));
     if srv.max_connections_exceeded(&opts) {
         crate::log_error!("{}maximum connections exceeded", me.log_prefix());
         me.send_err_and_close(
@@ -1441,12 +1443,14 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// The writer task: flushes the outbound buffer in batches and sends keepalive PINGs.
-async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options>) {
+async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerInner>) {
     let mut spare = BytesMut::new();
     let mut segs: Vec<Bytes> = Vec::new();
-    let ping_interval = opts.ping_interval.max(Duration::from_millis(10));
-    let ping_max = opts.ping_max;
-    let write_deadline = opts.write_deadline;
+    let opts = srv.options();
+    let mut opts_gen = srv.options_generation();
+    let mut ping_interval = opts.ping_interval.max(Duration::from_millis(10));
+    let mut ping_max = opts.ping_max;
+    let mut write_deadline = opts.write_deadline;
     // nats-server adds up to 20% random delay to the first PING.
     let first = FIRST_PING.min(ping_interval);
     let jitter = (me.born.elapsed().as_nanos() as u64 ^ me.cid.wrapping_mul(0x9E37_79B9_7F4A_7C15))
@@ -1521,6 +1525,19 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
         }
         if segs.capacity() > 16 {
             segs = Vec::new();
+        }
+        // A reload changes the keepalive and the write deadline of running connections too.
+        let gen = srv.options_generation();
+        if gen != opts_gen {
+            opts_gen = gen;
+            let o = srv.options();
+            if o.ping_interval != ping_interval {
+                next_ping =
+                    tokio::time::Instant::now() + o.ping_interval.max(Duration::from_millis(10));
+            }
+            ping_interval = o.ping_interval.max(Duration::from_millis(10));
+            ping_max = o.ping_max;
+            write_deadline = o.write_deadline;
         }
         if !first_ping_scheduled && me.connect_seen.load(Ordering::Acquire) {
             first_ping_scheduled = true;

@@ -347,7 +347,7 @@ impl Server {
     /// listen address and the server name cannot change without a restart; a change there is
     /// logged and the old value kept. Running connections take the new limits at once and are
     /// re-authorized (closed if the new rules reject them, or if their account or permissions
-    /// changed); keepalive timings apply to new connections.
+    /// changed); their writers take the new keepalive and write deadline.
     pub fn reload(&self, mut opts: Options) {
         let old = self.inner.options();
         let mut kept = Vec::new();
