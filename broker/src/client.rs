@@ -538,8 +538,9 @@ pub(crate) fn new_shared(
 
 impl Reader {
     fn new(srv: Arc<ServerInner>, me: Arc<ClientShared>, opts: Arc<Options>) -> Self {
+        // Never 0: xorshift would stay at 0 and always pick the same queue member.
         let seed =
-            (me.cid.wrapping_mul(0x9E3779B97F4A7C15)) ^ (me.born.elapsed().as_nanos() as u64) | 1;
+            (me.cid.wrapping_mul(0x9E3779B97F4A7C15) ^ me.born.elapsed().as_nanos() as u64) | 1;
         Reader {
             parser: Parser::new(opts.max_control_line, opts.max_payload),
             opts_gen: srv.options_generation(),
