@@ -201,15 +201,23 @@ fn join_host_port(host: &str, port: u16) -> String {
 async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
     let addr: SocketAddr = match host.parse::<IpAddr>() {
         Ok(ip) => SocketAddr::new(ip, port),
-        Err(_) => tokio::net::lookup_host((host, port))
-            .await?
-            .next()
-            .ok_or_else(|| {
-                io::Error::new(
-                    io::ErrorKind::NotFound,
-                    format!("cannot resolve host {host:?}"),
-                )
-            })?,
+        Err(_) => {
+            // A name (e.g. `localhost`): like Go's net.Listen, prefer its IPv4 address.
+            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port)).await?.collect();
+            addrs
+                .iter()
+                .find(|a| a.is_ipv4())
+                .or_else(|| addrs.first())
+                .copied()
+                .ok_or_else(|| {
+                    io::Error::new(
+                        io::ErrorKind::NotFound,
+                        format!(
+                            "cannot resolve host {host:?}: use an IP address or a resolvable name"
+                        ),
+                    )
+                })?
+        }
     };
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()?
