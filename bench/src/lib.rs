@@ -6,6 +6,7 @@
 //! - [`flow`]: the end-to-end window that keeps publishers from making slow consumers;
 //! - [`conn`], [`publisher`], [`subscriber`], [`reqrep`]: the client connections and their threads;
 //! - [`server`]: starting/stopping the servers under test; [`refserver`]: finding nats-server;
+//! - [`slowcons`]: checks that slow-consumer protection is still on;
 //! - [`procfs`]: RSS, CPU time and machine facts from /proc;
 //! - [`scenario`]: the scenarios and running one; [`suite`]: runs × scenarios × servers;
 //! - [`report`] and [`stats`]: medians, ratios, targets, Markdown and JSON.
@@ -20,6 +21,7 @@ pub mod report;
 pub mod reqrep;
 pub mod scenario;
 pub mod server;
+pub mod slowcons;
 pub mod stats;
 pub mod subscriber;
 pub mod suite;

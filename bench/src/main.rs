@@ -50,6 +50,9 @@ struct Cli {
     /// Do not pin servers and generator to separate CPUs.
     #[arg(long)]
     no_pin: bool,
+    /// Skip the check that slow-consumer protection is on.
+    #[arg(long)]
+    no_slow_consumer_check: bool,
     /// Bytes of deliveries publishers may run ahead of subscribers.
     #[arg(long, default_value_t = Params::default().window_bytes)]
     window_bytes: usize,
@@ -134,6 +137,7 @@ fn real_main() -> Result<()> {
             ..Params::default()
         },
         pin: !cli.no_pin,
+        slow_consumer_check: !cli.no_slow_consumer_check,
         verbose: true,
     };
     let report = suite::run_suite(&cfg)?;

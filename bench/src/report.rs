@@ -4,6 +4,7 @@
 
 use crate::procfs::Machine;
 use crate::scenario::{Latency, Outcome, Params, Scenario, Shape};
+use crate::slowcons::SlowConsumerCheck;
 use crate::stats::median;
 use serde::Serialize;
 use std::fmt::Write as _;
@@ -112,6 +113,8 @@ pub struct Report {
     pub idle_rss_ratio: Option<f64>,
     pub scenarios: Vec<ScenarioRow>,
     pub targets: Vec<TargetCheck>,
+    /// Per server: did a subscriber that never reads get disconnected?
+    pub slow_consumer: Vec<(String, SlowConsumerCheck)>,
     /// Deliveries counted over all runs; the report only exists if every one was exact.
     pub deliveries_counted: u64,
     pub lost: u64,
@@ -437,6 +440,26 @@ impl Report {
         }
         let _ = writeln!(m);
 
+        if !self.slow_consumer.is_empty() {
+            let _ = writeln!(
+                m,
+                "## Slow-consumer protection\n\nA subscriber that never reads while 128 MiB are published to it \
+                 must be disconnected, and the publisher must go on.\n"
+            );
+            let _ = writeln!(m, "| server | disconnected | publisher unaffected | MiB that reached it | |\n|---|---|---|---:|---|");
+            for (name, c) in &self.slow_consumer {
+                let yn = |b: bool| if b { "yes" } else { "**no**" };
+                let _ = writeln!(
+                    m,
+                    "| {name} | {} | {} | {:.1} | {} |",
+                    yn(c.disconnected),
+                    yn(c.publisher_unaffected),
+                    c.delivered_mib,
+                    c.detail
+                );
+            }
+            let _ = writeln!(m);
+        }
         if !self.targets.is_empty() {
             let passed = self.targets.iter().filter(|t| t.pass).count();
             let _ = writeln!(

@@ -2,9 +2,12 @@
 //! (A B, A B, ...) so drift in machine load hits both alike, each on a freshly started server.
 
 use crate::procfs::{self, Machine};
-use crate::report::{check_targets, Figures, Pinning, Report, ScenarioRow, ServerInfo};
+use crate::report::{
+    check_targets, Figures, Pinning, Report, ScenarioRow, ServerInfo, TargetCheck,
+};
 use crate::scenario::{self, Outcome, Params, Scenario};
 use crate::server::{RunningServer, ServerSpec};
+use crate::slowcons;
 use crate::stats::median;
 use anyhow::{bail, Context, Result};
 use std::time::{Duration, SystemTime};
@@ -21,6 +24,8 @@ pub struct SuiteConfig {
     pub params: Params,
     /// Pin servers to the last CPU and the generator to the others (needs >= 2 CPUs).
     pub pin: bool,
+    /// Check once per server that a never-reading subscriber gets disconnected.
+    pub slow_consumer_check: bool,
     /// Print progress to stderr.
     pub verbose: bool,
 }
@@ -116,6 +121,31 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
             }
         }
     }
+    let mut slow_consumer = Vec::new();
+    if cfg.slow_consumer_check {
+        for spec in &cfg.servers {
+            let mut srv =
+                RunningServer::start(spec, pinning.as_ref().map(|p| p.server_cpus.clone()))?;
+            let c = slowcons::check(&srv)
+                .with_context(|| format!("slow-consumer check against {}", spec.name))?;
+            srv.check_alive()?;
+            srv.stop();
+            if cfg.verbose {
+                eprintln!(
+                    "[check] slow consumer  {:<12} {} ({:.1} of {:.0} MiB reached it)",
+                    spec.name,
+                    if c.pass() {
+                        "protected"
+                    } else {
+                        "NOT PROTECTED"
+                    },
+                    c.delivered_mib,
+                    c.published_mib
+                );
+            }
+            slow_consumer.push((spec.name.clone(), c));
+        }
+    }
     let mut deliveries = 0;
     let mut lost = 0;
     let mut duplicated = 0;
@@ -138,11 +168,20 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
     }
     let idle_rss_kib: Vec<f64> = idle.iter().map(|v| median(v).unwrap_or(f64::NAN)).collect();
     let idle_rss_ratio = (ns == 2).then(|| idle_rss_kib[0] / idle_rss_kib[1]);
-    let targets = if ns == 2 {
+    let mut targets = if ns == 2 {
         check_targets(&rows, idle_rss_ratio)
     } else {
         Vec::new()
     };
+    // Only the first server (natsd) has to keep the protection on; the reference always does.
+    if let Some((name, c)) = slow_consumer.first() {
+        targets.push(TargetCheck {
+            what: format!("slow-consumer protection on ({name})"),
+            want: "disconnect".into(),
+            got: f64::from(u8::from(c.pass())),
+            pass: c.pass(),
+        });
+    }
     let order = (0..ns)
         .map(|i| char::from(b'A' + i as u8).to_string())
         .collect::<Vec<_>>()
@@ -162,6 +201,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
         idle_rss_ratio,
         scenarios: rows,
         targets,
+        slow_consumer,
         deliveries_counted: deliveries,
         lost,
         duplicated,

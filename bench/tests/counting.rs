@@ -56,6 +56,7 @@ fn quick_run_of_every_scenario_counts_every_message_exactly() {
         msgs: None,
         params: Params::default(),
         pin: false,
+        slow_consumer_check: true,
         verbose: false,
     };
     let report = run_suite(&cfg).unwrap_or_else(|e| panic!("quick run failed: {e:#}"));
@@ -100,6 +101,10 @@ fn quick_run_of_every_scenario_counts_every_message_exactly() {
     }
     assert_eq!(report.deliveries_counted, total);
     assert!(report.idle_rss_kib[0] > 0.0);
+    // The protocol requires it (docs/nats-protocol.md, "Slow consumer"), and the benchmark is only
+    // fair if it stays on.
+    let (_, sc) = &report.slow_consumer[0];
+    assert!(sc.pass(), "slow-consumer protection: {sc:?}");
 }
 
 /// Publish the given sequence ranges on `bench.t` to one subscriber connection holding `subs`
