@@ -114,7 +114,7 @@ pub struct Report {
     pub scenarios: Vec<ScenarioRow>,
     pub targets: Vec<TargetCheck>,
     /// Per server: did a subscriber that never reads get disconnected?
-    pub slow_consumer: Vec<(String, SlowConsumerCheck)>,
+    pub slow_consumer: Vec<SlowConsumerCheck>,
     /// Deliveries counted over all runs; the report only exists if every one was exact.
     pub deliveries_counted: u64,
     pub lost: u64,
@@ -447,7 +447,8 @@ impl Report {
                  must be disconnected, and the publisher must go on.\n"
             );
             let _ = writeln!(m, "| server | disconnected | publisher unaffected | MiB that reached it | |\n|---|---|---|---:|---|");
-            for (name, c) in &self.slow_consumer {
+            for c in &self.slow_consumer {
+                let name = &c.server;
                 let yn = |b: bool| if b { "yes" } else { "**no**" };
                 let _ = writeln!(
                     m,

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct SlowConsumerCheck {
+    pub server: String,
     /// The server closed the never-reading subscriber.
     pub disconnected: bool,
     /// The publisher was answered (PING/PONG) after publishing everything.
@@ -68,6 +69,7 @@ pub fn check(srv: &RunningServer) -> Result<SlowConsumerCheck> {
         };
     }
     Ok(SlowConsumerCheck {
+        server: srv.name.clone(),
         disconnected,
         publisher_unaffected,
         delivered_mib: (delivered as usize * PAYLOAD) as f64 / (1 << 20) as f64,

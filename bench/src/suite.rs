@@ -143,7 +143,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
                     c.published_mib
                 );
             }
-            slow_consumer.push((spec.name.clone(), c));
+            slow_consumer.push(c);
         }
     }
     let mut deliveries = 0;
@@ -174,9 +174,9 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
         Vec::new()
     };
     // Only the first server (natsd) has to keep the protection on; the reference always does.
-    if let Some((name, c)) = slow_consumer.first() {
+    if let Some(c) = slow_consumer.first() {
         targets.push(TargetCheck {
-            what: format!("slow-consumer protection on ({name})"),
+            what: format!("slow-consumer protection on ({})", c.server),
             want: "disconnect".into(),
             got: f64::from(u8::from(c.pass())),
             pass: c.pass(),
