@@ -89,6 +89,11 @@ impl Gate {
         self.received.load(SeqCst)
     }
 
+    /// Deliveries that make the scenario complete.
+    pub fn expected(&self) -> u64 {
+        self.expected
+    }
+
     /// When the last expected delivery was counted.
     pub fn done_at(&self) -> Option<Instant> {
         self.done_at.get().copied()

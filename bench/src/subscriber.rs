@@ -3,8 +3,11 @@
 //! connection's [`SeqTracker`]; counts go to the [`Gate`] once per read so publishers may go on.
 //!
 //! Ending: when the controller raises `finish` (all publishers flushed), each reader sends PING on
-//! each of its connections and keeps counting until that PONG arrives: the server queued every
-//! delivery for a connection before that PONG, so late messages (duplicates) are seen too.
+//! each of its connections and keeps counting until that PONG arrives: a server that queues
+//! deliveries in order has sent every message for that connection before the PONG, so late
+//! messages (duplicates) are seen too. A server whose PONG may overtake queued messages is not
+//! wrong, so after the PONGs a reader still waits for the scenario's missing deliveries until
+//! the stream has been quiet for [`QUIET`]; only then is anything missing counted as lost.
 
 use crate::conn::Conn;
 use crate::flow::Gate;
@@ -37,6 +40,8 @@ struct Reader {
 
 /// How long the final PING round may take before the run counts as failed.
 const FINISH_TIMEOUT: Duration = Duration::from_secs(30);
+/// After the PONGs: how long no data may arrive before missing deliveries count as lost.
+pub const QUIET: Duration = Duration::from_secs(2);
 
 /// Read `conns` until finished; returns one tracker per connection, in the order given.
 pub fn read_all(
@@ -65,8 +70,12 @@ pub fn read_all(
     let mut buf = vec![0u8; crate::conn::READ_BUF];
     let mut events = Events::with_capacity(1024);
     let mut finish_deadline: Option<Instant> = None;
-    let mut open = readers.len();
-    while open > 0 {
+    let mut unponged = readers.len();
+    let mut last_data = Instant::now();
+    loop {
+        if unponged == 0 && (gate.received() >= gate.expected() || last_data.elapsed() > QUIET) {
+            break;
+        }
         if ctl.abort.load(SeqCst) {
             bail!("aborted");
         }
@@ -78,10 +87,10 @@ pub fn read_all(
             }
         }
         if let Some(d) = finish_deadline {
-            if Instant::now() > d {
+            if unponged > 0 && Instant::now() > d {
                 bail!(
                     "{} of {} subscriber connections sent no PONG within {:?} after the publishers finished",
-                    open,
+                    unponged,
                     readers.len(),
                     FINISH_TIMEOUT
                 );
@@ -90,9 +99,6 @@ pub fn read_all(
         poll.poll(&mut events, Some(Duration::from_millis(20)))?;
         for ev in events.iter() {
             let r = &mut readers[ev.token().0];
-            if r.ponged {
-                continue;
-            }
             let mut counted = 0u64;
             loop {
                 let n = match r.stream.read(&mut buf) {
@@ -102,7 +108,10 @@ pub fn read_all(
                         r.conn.name,
                         r.tracker.received()
                     ),
-                    Ok(n) => n,
+                    Ok(n) => {
+                        last_data = Instant::now();
+                        n
+                    }
                     Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == ErrorKind::Interrupted => continue,
                     Err(e) => bail!(
@@ -113,6 +122,7 @@ pub fn read_all(
                 };
                 let mut pings = 0;
                 let mut err = None;
+                let was_ponged = r.ponged;
                 let (tracker, pinged, ponged) = (&mut r.tracker, r.pinged, &mut r.ponged);
                 let before = tracker.received();
                 r.conn
@@ -132,9 +142,8 @@ pub fn read_all(
                 for _ in 0..pings {
                     write_small(&mut r.stream, b"PONG\r\n", &r.conn.name)?;
                 }
-                if r.ponged {
-                    open -= 1;
-                    break;
+                if r.ponged && !was_ponged {
+                    unponged -= 1;
                 }
             }
             gate.add_received(counted);
