@@ -1,1 +1,614 @@
-//! (being written: core protocol work)
+//! The server: listener, shared state, INFO, counters, shutdown, lame duck mode, reload.
+//!
+//! `Server` is a cheap handle (one `Arc`). The accept loop runs as a task on the caller's tokio
+//! runtime; every accepted connection gets its own reader and writer task (`client.rs`). Shared
+//! state is deliberately small: the sublist (its own locking), a client map touched only on
+//! connect/close, and counters that readers add to once per read batch.
+
+use crate::client::{self, ClientShared, ClientSnapshot, CloseReason, SubRef};
+use crate::options::{Options, DEFAULT_PORT};
+use crate::sublist::Sublist;
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::{watch, Notify};
+
+/// The version natsd announces in INFO and in the startup banner.
+///
+/// Why not natsd's own "0.1.0": clients gate features on the server version. async-nats parses
+/// `version` as semver in `Client::is_server_compatible(major, minor, patch)` (used before using
+/// newer features), and nats.go/nats.py do the same; "0.1.0" would make every client treat natsd as
+/// a pre-2.0 server. natsd implements the core protocol of the reference it is tested against, so
+/// it reports that release. natsd's own version is printed next to it in the banner.
+pub const COMPAT_VERSION: &str = "2.15.1";
+/// natsd's own version (Cargo package version).
+pub const NATSD_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// INFO `go`: clients require the field to exist; nothing parses it.
+const GO_FIELD: &str = "natsd (rust)";
+
+/// Server-wide counters (for /varz later). Updated with relaxed atomics, once per read batch.
+#[derive(Default, Debug)]
+pub struct Stats {
+    pub in_msgs: AtomicU64,
+    pub in_bytes: AtomicU64,
+    pub out_msgs: AtomicU64,
+    pub out_bytes: AtomicU64,
+    pub slow_consumers: AtomicU64,
+    pub total_connections: AtomicU64,
+}
+
+/// The shared state behind a `Server` handle.
+pub struct ServerInner {
+    opts: RwLock<Arc<Options>>,
+    opts_gen: AtomicU64,
+    pub(crate) sublist: Sublist<SubRef>,
+    pub(crate) stats: Arc<Stats>,
+    clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
+    next_cid: AtomicU64,
+    server_id: String,
+    server_name: String,
+    local_addr: SocketAddr,
+    lame_duck: AtomicBool,
+    stopping: AtomicBool,
+    stop_accept: Notify,
+    clients_gone: Notify,
+    done: watch::Sender<bool>,
+    started: Instant,
+}
+
+#[derive(Clone)]
+pub struct Server {
+    inner: Arc<ServerInner>,
+}
+
+#[derive(Serialize)]
+struct Info<'a> {
+    server_id: &'a str,
+    server_name: &'a str,
+    version: &'a str,
+    proto: u8,
+    go: &'a str,
+    host: &'a str,
+    port: u16,
+    headers: bool,
+    max_payload: usize,
+    client_id: u64,
+    client_ip: String,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    auth_required: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    connect_info: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    ldm: bool,
+}
+
+impl ServerInner {
+    pub(crate) fn options(&self) -> Arc<Options> {
+        self.opts.read().clone()
+    }
+
+    pub(crate) fn options_generation(&self) -> u64 {
+        self.opts_gen.load(Ordering::Acquire)
+    }
+
+    /// `INFO {...} \r\n` for one client (nats-server puts a space before the CRLF).
+    pub(crate) fn info_json(&self, c: &ClientShared, connect_info: bool) -> String {
+        let opts = self.options();
+        let info = Info {
+            server_id: &self.server_id,
+            server_name: &self.server_name,
+            version: COMPAT_VERSION,
+            proto: 1,
+            go: GO_FIELD,
+            host: &opts.host,
+            port: self.local_addr.port(),
+            headers: true,
+            max_payload: opts.max_payload,
+            client_id: c.cid,
+            client_ip: c.addr.ip().to_string(),
+            auth_required: opts.auth.required(),
+            connect_info,
+            ldm: self.lame_duck.load(Ordering::Relaxed),
+        };
+        let json = serde_json::to_string(&info).expect("INFO is always serialisable");
+        format!("INFO {json} \r\n")
+    }
+
+    pub(crate) fn max_connections_exceeded(&self, opts: &Options) -> bool {
+        self.clients.lock().len() > opts.max_connections
+    }
+
+    pub(crate) fn remove_client(&self, cid: u64) {
+        let mut clients = self.clients.lock();
+        clients.remove(&cid);
+        if clients.is_empty() {
+            self.clients_gone.notify_waiters();
+        }
+    }
+
+    fn all_clients(&self) -> Vec<Arc<ClientShared>> {
+        self.clients.lock().values().cloned().collect()
+    }
+}
+
+/// nats-server's id shape: 56 characters of base32, starting with 'N' (an nkey server key).
+fn new_server_id() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let rs = RandomState::new();
+    let mut id = String::with_capacity(56);
+    id.push('N');
+    let mut i = 0u64;
+    while id.len() < 56 {
+        let mut r = rs.hash_one((i, Instant::now(), std::process::id()));
+        for _ in 0..12 {
+            if id.len() == 56 {
+                break;
+            }
+            id.push(ALPHABET[(r & 31) as usize] as char);
+            r >>= 5;
+        }
+        i += 1;
+    }
+    id
+}
+
+/// `host:port` as Go's net.JoinHostPort (IPv6 in brackets).
+fn join_host_port(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+async fn bind(host: &str, port: u16) -> io::Result<TcpListener> {
+    let addr: SocketAddr = match host.parse::<IpAddr>() {
+        Ok(ip) => SocketAddr::new(ip, port),
+        Err(_) => tokio::net::lookup_host((host, port))
+            .await?
+            .next()
+            .ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::NotFound,
+                    format!("cannot resolve host {host:?}"),
+                )
+            })?,
+    };
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    // A restart right after SIGKILL must be able to take the port again (TIME_WAIT).
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!(
+                "Error listening on port: {}, \"{e}\"",
+                join_host_port(host, port)
+            ),
+        )
+    })?;
+    socket.listen(1024)
+}
+
+impl Server {
+    /// Binds the listener, logs the startup lines incl. "Listening for client connections on H:P"
+    /// and "Server is ready", spawns the accept loop on the current tokio runtime.
+    pub async fn start(opts: Options) -> io::Result<Server> {
+        let port: u16 = match opts.port {
+            -1 => 0,
+            0 => DEFAULT_PORT,
+            p if (1..=65535).contains(&p) => p as u16,
+            p => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("invalid port {p}: use 1-65535, or -1 for a random free port"),
+                ))
+            }
+        };
+        let server_id = new_server_id();
+        let server_name = opts
+            .server_name
+            .clone()
+            .unwrap_or_else(|| server_id.clone());
+        crate::log_info!("Starting nats-server");
+        crate::log_info!("  Version:  {} (natsd {})", COMPAT_VERSION, NATSD_VERSION);
+        crate::log_info!("  Name:     {}", server_name);
+        crate::log_info!("  ID:       {}", server_id);
+        let listener = bind(&opts.host, port).await?;
+        let local_addr = listener.local_addr()?;
+        crate::log_info!(
+            "Listening for client connections on {}",
+            join_host_port(&opts.host, local_addr.port())
+        );
+        let (done, _) = watch::channel(false);
+        let inner = Arc::new(ServerInner {
+            opts: RwLock::new(Arc::new(opts)),
+            opts_gen: AtomicU64::new(0),
+            sublist: Sublist::new(),
+            stats: Arc::new(Stats::default()),
+            clients: Mutex::new(HashMap::new()),
+            next_cid: AtomicU64::new(1),
+            server_id,
+            server_name,
+            local_addr,
+            lame_duck: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            stop_accept: Notify::new(),
+            clients_gone: Notify::new(),
+            done,
+            started: Instant::now(),
+        });
+        tokio::spawn(accept_loop(inner.clone(), listener));
+        crate::log_info!("Server is ready");
+        Ok(Server { inner })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local_addr
+    }
+
+    pub fn server_id(&self) -> &str {
+        &self.inner.server_id
+    }
+
+    pub fn server_name(&self) -> &str {
+        &self.inner.server_name
+    }
+
+    /// The options in force (after reloads).
+    pub fn options(&self) -> Arc<Options> {
+        self.inner.options()
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    pub fn start_time(&self) -> Instant {
+        self.inner.started
+    }
+
+    pub fn num_connections(&self) -> usize {
+        self.inner.clients.lock().len()
+    }
+
+    pub fn num_subscriptions(&self) -> usize {
+        self.inner.sublist.count()
+    }
+
+    /// Per-connection views, ordered by client id (for /connz).
+    pub fn clients(&self) -> Vec<ClientSnapshot> {
+        let mut v: Vec<ClientSnapshot> = self
+            .inner
+            .all_clients()
+            .iter()
+            .map(|c| c.snapshot())
+            .collect();
+        v.sort_by_key(|c| c.cid);
+        v
+    }
+
+    pub fn is_lame_duck(&self) -> bool {
+        self.inner.lame_duck.load(Ordering::Relaxed)
+    }
+
+    /// Applies what can change at runtime: limits, auth, keepalive, lame duck timings. The
+    /// listen address and the server name cannot change without a restart; a change there is
+    /// logged and the old value kept. Running connections pick up the new limits at their next
+    /// read; the keepalive timings and auth apply to new connections.
+    pub fn reload(&self, mut opts: Options) {
+        let old = self.inner.options();
+        let mut kept = Vec::new();
+        if opts.host != old.host {
+            kept.push(format!("host (keeping {})", old.host));
+            opts.host = old.host.clone();
+        }
+        if opts.port != old.port {
+            kept.push(format!("port (keeping {})", old.port));
+            opts.port = old.port;
+        }
+        if opts.server_name != old.server_name {
+            kept.push(format!("server_name (keeping {})", self.inner.server_name));
+            opts.server_name = old.server_name.clone();
+        }
+        for k in &kept {
+            crate::log_warn!("Config reload: {} cannot change at runtime", k);
+        }
+        let max_pending = opts.max_pending;
+        *self.inner.opts.write() = Arc::new(opts);
+        self.inner.opts_gen.fetch_add(1, Ordering::AcqRel);
+        let _ = max_pending;
+        crate::log_info!("Reloaded server configuration");
+    }
+
+    /// Lame duck mode: stop accepting, tell every client (`INFO` with `"ldm":true`), wait
+    /// `lame_duck_grace_period`, close the clients spread over the rest of `lame_duck_duration`,
+    /// then shut down.
+    pub fn lame_duck(&self) {
+        let inner = &self.inner;
+        if inner.stopping.load(Ordering::Acquire) || inner.lame_duck.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        crate::log_info!("Entering lame duck mode, stop accepting new clients");
+        inner.stop_accept.notify_one();
+        let clients = inner.all_clients();
+        for c in &clients {
+            c.send(inner.info_json(c, false).as_bytes());
+        }
+        let opts = inner.options();
+        let server = self.clone();
+        tokio::spawn(async move {
+            let grace = opts.lame_duck_grace_period;
+            let mut dur = opts.lame_duck_duration.saturating_sub(grace);
+            if dur.is_zero() {
+                dur = Duration::from_secs(1);
+            }
+            tokio::time::sleep(grace).await;
+            if server.inner.stopping.load(Ordering::Acquire) {
+                return;
+            }
+            crate::log_info!("Closing existing clients");
+            let clients = server.inner.all_clients();
+            let n = clients.len().max(1) as u128;
+            // nats-server: one close every dur/n, at most 1 s apart, in batches when n is huge.
+            let mut si = dur.as_nanos() / n;
+            let mut batch = 1usize;
+            if si < 1_000 {
+                batch = (n / (dur.as_nanos() / 1_000).max(1)).max(1) as usize;
+                si = 1_000;
+            }
+            let si = Duration::from_nanos(si.min(1_000_000_000) as u64);
+            for (i, c) in clients.iter().enumerate() {
+                c.close(CloseReason::LameDuck);
+                if i + 1 == clients.len() {
+                    break;
+                }
+                if batch == 1 || i % batch == 0 {
+                    tokio::time::sleep(si).await;
+                }
+            }
+            server.shutdown();
+        });
+    }
+
+    /// Graceful shutdown: stop accepting, flush and close every client, then resolve `wait`.
+    pub fn shutdown(&self) {
+        let inner = self.inner.clone();
+        if inner.stopping.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        crate::log_info!("Initiating Shutdown...");
+        inner.stop_accept.notify_one();
+        for c in inner.all_clients() {
+            c.close(CloseReason::ServerShutdown);
+        }
+        tokio::spawn(async move {
+            // Writers flush within write_deadline at most; don't wait longer than that.
+            let deadline = inner.options().write_deadline + Duration::from_millis(100);
+            let _ = tokio::time::timeout(deadline, async {
+                loop {
+                    let gone = inner.clients_gone.notified();
+                    if inner.clients.lock().is_empty() {
+                        return;
+                    }
+                    gone.await;
+                }
+            })
+            .await;
+            crate::log_info!("Server Exiting..");
+            let _ = inner.done.send(true);
+        });
+    }
+
+    /// Resolves once the server has fully stopped.
+    pub async fn wait(&self) {
+        let mut rx = self.inner.done.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
+    }
+}
+
+async fn accept_loop(inner: Arc<ServerInner>, listener: TcpListener) {
+    loop {
+        let accepted = tokio::select! {
+            r = listener.accept() => r,
+            _ = inner.stop_accept.notified() => break,
+        };
+        match accepted {
+            Ok((stream, addr)) => {
+                if inner.stopping.load(Ordering::Acquire) || inner.lame_duck.load(Ordering::Acquire)
+                {
+                    continue;
+                }
+                let cid = inner.next_cid.fetch_add(1, Ordering::Relaxed);
+                inner
+                    .stats
+                    .total_connections
+                    .fetch_add(1, Ordering::Relaxed);
+                let opts = inner.options();
+                let shared = client::new_shared(cid, addr, &opts, inner.stats.clone());
+                inner.clients.lock().insert(cid, shared.clone());
+                tokio::spawn(client::run(inner.clone(), shared, stream));
+            }
+            Err(e) => {
+                // EMFILE and friends: log, back off a little, keep serving the others.
+                crate::log_error!("Error accepting client connection: {}", e);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    // Dropping the listener closes the port.
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+    async fn start(f: impl FnOnce(&mut Options)) -> Server {
+        let mut o = Options {
+            host: "127.0.0.1".into(),
+            port: -1,
+            ..Options::default()
+        };
+        f(&mut o);
+        Server::start(o).await.expect("server starts")
+    }
+
+    fn url(s: &Server) -> String {
+        format!("nats://{}", s.local_addr())
+    }
+
+    /// A raw protocol connection that has read the INFO line.
+    struct Raw {
+        rd: BufReader<tokio::net::tcp::OwnedReadHalf>,
+        wr: tokio::net::tcp::OwnedWriteHalf,
+        info: String,
+    }
+
+    impl Raw {
+        async fn connect(s: &Server) -> Raw {
+            let stream = tokio::net::TcpStream::connect(s.local_addr())
+                .await
+                .unwrap();
+            let (rd, wr) = stream.into_split();
+            let mut raw = Raw {
+                rd: BufReader::new(rd),
+                wr,
+                info: String::new(),
+            };
+            raw.info = raw.line().await;
+            raw
+        }
+        async fn send(&mut self, b: &[u8]) {
+            self.wr.write_all(b).await.unwrap();
+        }
+        async fn line(&mut self) -> String {
+            let mut l = String::new();
+            tokio::time::timeout(Duration::from_secs(5), self.rd.read_line(&mut l))
+                .await
+                .expect("line in time")
+                .unwrap();
+            l
+        }
+        async fn eof(&mut self) -> bool {
+            let mut b = [0u8; 64];
+            matches!(
+                tokio::time::timeout(Duration::from_secs(5), self.rd.read(&mut b)).await,
+                Ok(Ok(0)) | Ok(Err(_))
+            )
+        }
+    }
+
+    #[tokio::test]
+    async fn info_and_ping() {
+        let s = start(|_| {}).await;
+        let mut c = Raw::connect(&s).await;
+        assert!(
+            c.info.starts_with("INFO {") && c.info.ends_with("} \r\n"),
+            "{}",
+            c.info
+        );
+        let v: serde_json::Value = serde_json::from_str(&c.info[5..c.info.len() - 3]).unwrap();
+        for k in [
+            "server_id",
+            "version",
+            "go",
+            "host",
+            "port",
+            "headers",
+            "max_payload",
+            "client_id",
+        ] {
+            assert!(v.get(k).is_some(), "INFO lacks {k}");
+        }
+        assert_eq!(v["port"], s.local_addr().port());
+        assert_eq!(v["proto"], 1);
+        c.send(b"CONNECT {\"verbose\":false,\"protocol\":1}\r\nPING\r\n")
+            .await;
+        assert_eq!(c.line().await, "PONG\r\n");
+        let info2 = c.line().await;
+        assert!(info2.contains("\"connect_info\":true"), "{info2}");
+        c.send(b"SUB foo 1\r\nPUB foo r 3\r\nabc\r\n").await;
+        assert_eq!(c.line().await, "MSG foo 1 r 3\r\n");
+        assert_eq!(c.line().await, "abc\r\n");
+        c.send(b"FOO\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Unknown Protocol Operation'\r\n");
+        assert!(c.eof().await);
+    }
+
+    #[tokio::test]
+    async fn async_nats_pub_sub_queue_request() {
+        let s = start(|_| {}).await;
+        let a = async_nats::connect(url(&s)).await.unwrap();
+        let b = async_nats::connect(url(&s)).await.unwrap();
+        let mut sub = b.subscribe("foo.*").await.unwrap();
+        let mut q1 = b.queue_subscribe("work", "g".into()).await.unwrap();
+        let mut q2 = a.queue_subscribe("work", "g".into()).await.unwrap();
+        b.flush().await.unwrap();
+        a.flush().await.unwrap();
+        for i in 0..10 {
+            a.publish("foo.bar", format!("m{i}").into()).await.unwrap();
+            a.publish("work", "w".into()).await.unwrap();
+        }
+        a.flush().await.unwrap();
+        for i in 0..10 {
+            let m = sub.next().await.unwrap();
+            assert_eq!(m.subject.as_str(), "foo.bar");
+            assert_eq!(&m.payload[..], format!("m{i}").as_bytes());
+        }
+        // Each of the 10 work messages goes to exactly one queue member.
+        let mut got = 0;
+        while got < 10 {
+            tokio::select! {
+                Some(_) = q1.next() => got += 1,
+                Some(_) = q2.next() => got += 1,
+                _ = tokio::time::sleep(Duration::from_secs(5)) => panic!("only {got} work msgs"),
+            }
+        }
+        tokio::select! {
+            Some(_) = q1.next() => panic!("extra delivery"),
+            Some(_) = q2.next() => panic!("extra delivery"),
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+        }
+        // Request/reply.
+        let mut svc = b.subscribe("svc").await.unwrap();
+        b.flush().await.unwrap();
+        let bc = b.clone();
+        tokio::spawn(async move {
+            while let Some(m) = svc.next().await {
+                let reply = m.reply.unwrap();
+                bc.publish(reply, m.payload).await.unwrap();
+            }
+        });
+        let r = a.request("svc", "ping".into()).await.unwrap();
+        assert_eq!(&r.payload[..], b"ping");
+        // No responders.
+        let e = a.request("nobody", "x".into()).await.unwrap_err();
+        assert_eq!(e.kind(), async_nats::RequestErrorKind::NoResponders);
+        // Headers round trip and a large (shared) payload.
+        let mut hs = b.subscribe("h").await.unwrap();
+        b.flush().await.unwrap();
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("K", "v");
+        let big = vec![7u8; 100_000];
+        a.publish_with_headers("h", headers, big.clone().into())
+            .await
+            .unwrap();
+        a.flush().await.unwrap();
+        let m = hs.next().await.unwrap();
+        assert_eq!(m.headers.unwrap().get("K").unwrap().as_str(), "v");
+        assert_eq!(&m.payload[..], &big[..]);
+        assert!(s.stats().in_msgs.load(Ordering::Relaxed) >= 22);
+    }
+}
