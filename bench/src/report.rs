@@ -239,6 +239,14 @@ fn rate(v: f64) -> String {
     }
 }
 
+fn secs(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.3}")
+    } else {
+        "–".into()
+    }
+}
+
 fn mib(kib: f64) -> String {
     if kib.is_finite() {
         format!("{:.1}", kib / 1024.0)
@@ -321,7 +329,7 @@ impl Report {
                 (&|f| rate(f.msgs_per_sec), r.map(|r| r.throughput)),
                 (&|f| mib(f.peak_rss_kib), r.map(|r| r.peak_rss)),
                 (
-                    &|f| format!("{:.3}", f.cpu_secs_per_million),
+                    &|f| secs(f.cpu_secs_per_million),
                     r.map(|r| r.cpu_per_million),
                 ),
             ];

@@ -201,6 +201,9 @@ pub fn run(
     Ok(out)
 }
 
+/// Fewer server CPU ticks than this and "CPU per million messages" is not reported.
+const MIN_TICKS: u64 = 5;
+
 struct Measure {
     t0: Instant,
     cpu0: u64,
@@ -223,8 +226,14 @@ impl Measure {
             .saturating_duration_since(self.t0)
             .as_secs_f64()
             .max(1e-9);
-        let cpu = (procfs::cpu_ticks(self.pid)? - self.cpu0) as f64
-            / procfs::clock_ticks_per_sec() as f64;
+        let ticks = procfs::cpu_ticks(self.pid)? - self.cpu0;
+        let cpu = ticks as f64 / procfs::clock_ticks_per_sec() as f64;
+        // CPU time comes in clock ticks (10 ms): below a few ticks a per-message figure is noise.
+        let cpu_per_million = if ticks < MIN_TICKS {
+            f64::NAN
+        } else {
+            cpu / (msgs as f64 / 1e6)
+        };
         let gen = procfs::self_cpu_secs() - self.gen0;
         let wall = self.t0.elapsed().as_secs_f64().max(1e-9);
         Ok(Outcome {
@@ -238,7 +247,7 @@ impl Measure {
             peak_rss_kib: 0,
             conns_rss_kib: None,
             server_cpu_secs: cpu,
-            cpu_secs_per_million: cpu / (msgs as f64 / 1e6),
+            cpu_secs_per_million: cpu_per_million,
             generator_cpu_pct: 100.0 * gen / (wall * gen_cpus.max(1) as f64),
         })
     }
