@@ -47,9 +47,11 @@ struct Cli {
     /// Base name of the result files [default: run-<UTC date>-<time>].
     #[arg(long)]
     name: Option<String>,
-    /// Do not pin servers and generator to separate CPUs.
+    /// Pin each server to the last CPU and the load generator to the others. Off by default: on a
+    /// shared machine a pinned server cannot escape other tenants' load on its CPU, and every
+    /// request/reply crosses CPUs (measured here: p50 ~100 µs pinned vs ~30 µs unpinned).
     #[arg(long)]
-    no_pin: bool,
+    pin: bool,
     /// Skip the check that slow-consumer protection is on.
     #[arg(long)]
     no_slow_consumer_check: bool,
@@ -136,7 +138,7 @@ fn real_main() -> Result<()> {
             window_bytes: cli.window_bytes,
             ..Params::default()
         },
-        pin: !cli.no_pin,
+        pin: cli.pin,
         slow_consumer_check: !cli.no_slow_consumer_check,
         verbose: true,
     };
@@ -153,7 +155,8 @@ fn real_main() -> Result<()> {
         let name = cli.name.clone().unwrap_or_else(|| {
             format!(
                 "run-{}",
-                report.started_utc.replace([' ', ':'], "").replace('-', "")
+                // "2026-12-04 04:06:13" -> "20261204-040613"
+                report.started_utc.replace([':', '-'], "").replace(' ', "-")
             )
         });
         let md_path = dir.join(format!("{name}.md"));

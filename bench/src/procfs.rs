@@ -125,6 +125,15 @@ impl RssSampler {
     }
 }
 
+/// The 1, 5 and 15 minute load averages, e.g. `0.52 0.48 0.30`.
+pub fn load_avg() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// The machine a run happened on (goes into every report).
 #[derive(Debug, Clone, Serialize)]
 pub struct Machine {
@@ -133,6 +142,8 @@ pub struct Machine {
     pub kernel: String,
     pub mem_total_mib: u64,
     pub load_avg_at_start: String,
+    /// Filled in when the suite ends: other processes' load makes figures noisy.
+    pub load_avg_at_end: String,
 }
 
 impl Machine {
@@ -162,11 +173,8 @@ impl Machine {
                 read("/proc/sys/kernel/osrelease")
             ),
             mem_total_mib: parse_status_kb(&meminfo, "MemTotal").unwrap_or(0) / 1024,
-            load_avg_at_start: read("/proc/loadavg")
-                .split_whitespace()
-                .take(3)
-                .collect::<Vec<_>>()
-                .join(" "),
+            load_avg_at_start: load_avg(),
+            load_avg_at_end: String::new(),
         }
     }
 }

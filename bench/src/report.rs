@@ -283,8 +283,14 @@ impl Report {
         let mc = &self.machine;
         let _ = writeln!(
             m,
-            "Machine: {}, {} CPUs, {}, {} MiB RAM, load average at start {}.",
-            mc.cpu_model, mc.cpus, mc.kernel, mc.mem_total_mib, mc.load_avg_at_start
+            "Machine: {}, {} CPUs, {}, {} MiB RAM; load average (1/5/15 min) at start {}, at end {} \
+             (other processes' load makes figures noisy: compare the ratios of one run, not runs).",
+            mc.cpu_model,
+            mc.cpus,
+            mc.kernel,
+            mc.mem_total_mib,
+            mc.load_avg_at_start,
+            mc.load_avg_at_end
         );
         match &self.pinning {
             Some(p) => {

@@ -23,6 +23,7 @@ pub struct SuiteConfig {
     pub msgs: Option<u64>,
     pub params: Params,
     /// Pin servers to the last CPU and the generator to the others (needs >= 2 CPUs).
+    /// Without pinning both share all CPUs under the normal scheduler.
     pub pin: bool,
     /// Check once per server that a never-reading subscriber gets disconnected.
     pub slow_consumer_check: bool,
@@ -54,7 +55,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
         bail!("--runs must be at least 1");
     }
     let started = utc_now();
-    let machine = Machine::probe();
+    let mut machine = Machine::probe();
     let _ = procfs::raise_fd_limit();
     let cpus = procfs::online_cpus();
     let pinning = (cfg.pin && cpus >= 2).then(|| Pinning {
@@ -186,6 +187,7 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
         .map(|i| char::from(b'A' + i as u8).to_string())
         .collect::<Vec<_>>()
         .join(" ");
+    machine.load_avg_at_end = procfs::load_avg();
     Ok(Report {
         tool: format!("natsbench {}", env!("CARGO_PKG_VERSION")),
         started_utc: started,
