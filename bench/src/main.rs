@@ -110,9 +110,10 @@ fn real_main() -> Result<()> {
                 natsd.display()
             );
         }
+        let path = natsd.canonicalize().unwrap_or(natsd);
         servers.push(ServerSpec {
             name: "natsd".into(),
-            path: natsd,
+            path,
         });
     }
     if servers.len() < 2 && !servers.iter().any(|s| s.name == "nats-server") {
