@@ -357,6 +357,13 @@ impl Report {
             .filter(|r| r.servers.iter().any(|f| f.latency.is_some()))
         {
             let _ = writeln!(m, "## Latency: {} (µs)\n", row.title);
+            if two {
+                let _ = writeln!(
+                    m,
+                    "Both servers run side by side and the requests take turns in blocks of 100 \
+                     (A, B, A, B, ...), one in flight at a time, so both see the same moment-to-moment machine load.\n"
+                );
+            }
             let _ = writeln!(m, "| server | p50 | p99 | p99.9 |\n|---|---:|---:|---:|");
             for f in &row.servers {
                 if let Some(l) = &f.latency {

@@ -68,36 +68,44 @@ pub fn respond(mut conn: Conn, payload_len: usize, ctl: &Control) -> Result<u64>
     }
 }
 
-/// Result of the requester: round-trip times in nanoseconds (measured ones only) and the tally.
+/// Result of the requester: round-trip times in nanoseconds (timed ones only), the tally, and the
+/// sum of the timed round trips (throughput = count / busy time).
 pub struct Requested {
     pub rtt_ns: Vec<u64>,
     pub tally_tracker: SeqTracker,
     pub elapsed: Duration,
 }
 
-/// Send `warmup + count` requests one at a time; the first `warmup` are not timed.
-pub fn request(
-    mut conn: Conn,
-    payload_len: usize,
+/// One requester connection; [`Requester::round_trip`] sends one request and waits for its reply.
+/// Kept as a value so several servers' requesters can take turns (paired latency runs).
+pub struct Requester {
+    conn: Conn,
+    frame: PubBatch,
+    tracker: SeqTracker,
+    rtt_ns: Vec<u64>,
     warmup: u64,
-    count: u64,
-    ctl: &Control,
-) -> Result<Requested> {
-    conn.stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
-    let mut frame = PubBatch::new(REQUEST_SUBJECT, Some(INBOX), payload_len, 1);
-    let total = warmup + count;
-    let mut tracker = SeqTracker::new(total);
-    let mut rtt_ns = Vec::with_capacity(count as usize);
-    let mut started = Instant::now();
-    for seq in 0..total {
-        if ctl.abort.load(SeqCst) {
-            bail!("aborted");
-        }
-        if seq == warmup {
-            started = Instant::now();
-        }
+    busy: Duration,
+}
+
+impl Requester {
+    pub fn new(conn: Conn, payload_len: usize, warmup: u64, count: u64) -> Result<Requester> {
+        conn.stream.set_read_timeout(Some(REPLY_TIMEOUT))?;
+        Ok(Requester {
+            conn,
+            frame: PubBatch::new(REQUEST_SUBJECT, Some(INBOX), payload_len, 1),
+            tracker: SeqTracker::new(warmup + count),
+            rtt_ns: Vec::with_capacity(count as usize),
+            warmup,
+            busy: Duration::ZERO,
+        })
+    }
+
+    /// Request number `seq` (0-based; the first `warmup` are not timed).
+    pub fn round_trip(&mut self, seq: u64) -> Result<()> {
+        let conn = &mut self.conn;
+        let tracker = &mut self.tracker;
         let t0 = Instant::now();
-        conn.stream.write_all(frame.numbered(seq, 1))?;
+        conn.stream.write_all(self.frame.numbered(seq, 1))?;
         let mut got: Option<Option<u64>> = None;
         while got.is_none() {
             let n = match conn.stream.read(&mut conn.buf) {
@@ -136,7 +144,10 @@ pub fn request(
                 bail!("{}: server sent -ERR '{t}'", conn.name);
             }
             if extra > 0 {
-                bail!("{}: {extra} unexpected extra replies while waiting for request {seq} (duplicates)", conn.name);
+                bail!(
+                    "{}: {extra} unexpected extra replies while waiting for request {seq} (duplicates)",
+                    conn.name
+                );
             }
             for _ in 0..pings {
                 conn.stream.write_all(b"PONG\r\n")?;
@@ -150,13 +161,36 @@ pub fn request(
                 got.flatten()
             );
         }
-        if seq >= warmup {
-            rtt_ns.push(rtt.as_nanos() as u64);
+        if seq >= self.warmup {
+            self.rtt_ns.push(rtt.as_nanos() as u64);
+            self.busy += rtt;
+        }
+        Ok(())
+    }
+
+    pub fn finish(self) -> Requested {
+        Requested {
+            rtt_ns: self.rtt_ns,
+            tally_tracker: self.tracker,
+            elapsed: self.busy,
         }
     }
-    Ok(Requested {
-        rtt_ns,
-        tally_tracker: tracker,
-        elapsed: started.elapsed(),
-    })
+}
+
+/// Send `warmup + count` requests one at a time; the first `warmup` are not timed.
+pub fn request(
+    conn: Conn,
+    payload_len: usize,
+    warmup: u64,
+    count: u64,
+    ctl: &Control,
+) -> Result<Requested> {
+    let mut r = Requester::new(conn, payload_len, warmup, count)?;
+    for seq in 0..warmup + count {
+        if ctl.abort.load(SeqCst) {
+            bail!("aborted");
+        }
+        r.round_trip(seq)?;
+    }
+    Ok(r.finish())
 }

@@ -433,3 +433,115 @@ fn run_reqrep(srv: &RunningServer, sc: &Scenario, msgs: u64, gen_cpus: usize) ->
     out.tally = tally;
     Ok(out)
 }
+
+/// Round trips per turn in a paired request/reply run: long enough that each server's loop is
+/// warm (alternating every single request measured wake-ups from idle, ~2× the hot latency),
+/// short enough (~5-20 ms) that both servers see the same machine load.
+const PAIRED_BLOCK: u64 = 100;
+
+/// Request/reply against several servers at once, taking turns in blocks of [`PAIRED_BLOCK`]
+/// round trips (A, B, A, B, ...): one request is in flight at any moment, so the servers do not
+/// compete, and both see the same moment-to-moment machine load. On a shared machine that makes
+/// the latency comparison fair in a way that one server after the other for a few seconds each
+/// cannot.
+pub fn run_reqrep_paired(
+    srvs: &mut [RunningServer],
+    sc: &Scenario,
+    msgs: u64,
+    gen_cpus: usize,
+) -> Result<Vec<Outcome>> {
+    struct Side {
+        ctl: Arc<Control>,
+        responder: Option<std::thread::JoinHandle<Result<u64>>>,
+        requester: reqrep::Requester,
+        measure: Measure,
+        sampler: Option<RssSampler>,
+    }
+    let warmup = (msgs / 10).clamp(1, 1000);
+    let mut sides = Vec::with_capacity(srvs.len());
+    for srv in srvs.iter() {
+        let sampler = RssSampler::start(srv.pid);
+        let ctl = Arc::new(Control::default());
+        let responder = Conn::open(
+            srv.addr,
+            "responder",
+            &[Sub::plain(reqrep::REQUEST_SUBJECT)],
+        )?;
+        let requester = Conn::open(srv.addr, "requester", &[Sub::plain(reqrep::INBOX)])?;
+        let (c, payload) = (ctl.clone(), sc.payload);
+        let responder = std::thread::spawn(move || reqrep::respond(responder, payload, &c));
+        sides.push(Side {
+            ctl,
+            responder: Some(responder),
+            requester: reqrep::Requester::new(requester, sc.payload, warmup, msgs)?,
+            measure: Measure::start(srv.pid)?,
+            sampler: Some(sampler),
+        });
+    }
+    let mut failure = None;
+    let total = warmup + msgs;
+    'outer: for block in (0..total).step_by(PAIRED_BLOCK as usize) {
+        for (k, side) in sides.iter_mut().enumerate() {
+            for seq in block..(block + PAIRED_BLOCK).min(total) {
+                if let Err(e) = side.requester.round_trip(seq) {
+                    failure =
+                        Some(e.context(format!("scenario {} against {}", sc.name, srvs[k].name)));
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let end = Instant::now();
+    let mut outs = Vec::with_capacity(sides.len());
+    for (side, srv) in sides.iter_mut().zip(srvs.iter_mut()) {
+        side.ctl.finish.store(true, SeqCst);
+        let answered = side
+            .responder
+            .take()
+            .expect("joined once")
+            .join()
+            .expect("responder thread panicked");
+        let sampled = side.sampler.take().expect("stopped once").stop();
+        srv.check_alive()?;
+        if failure.is_none() {
+            if let Err(e) = answered {
+                failure = Some(e.context(format!("responder of {}", srv.name)));
+            }
+        }
+        outs.push(sampled.max(procfs::status_kb(srv.pid, "VmHWM").unwrap_or(0)));
+    }
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    let mut results = Vec::with_capacity(sides.len());
+    for ((side, srv), peak) in sides.into_iter().zip(srvs.iter()).zip(outs) {
+        let req = side.requester.finish();
+        let tally = req.tally_tracker.tally();
+        if !tally.is_exact() {
+            bail!(
+                "scenario {} against {}: message accounting failed: {tally}",
+                sc.name,
+                srv.name
+            );
+        }
+        let mut rtt = req.rtt_ns;
+        rtt.sort_unstable();
+        let pct = |q: f64| crate::stats::percentile_sorted(&rtt, q) as f64 / 1000.0;
+        let mut out = side
+            .measure
+            .finish(end, msgs + warmup, tally.received, gen_cpus)?;
+        out.msgs = msgs;
+        out.secs = req.elapsed.as_secs_f64();
+        out.msgs_per_sec = msgs as f64 / out.secs.max(1e-9);
+        out.deliveries_per_sec = out.msgs_per_sec;
+        out.latency = Some(Latency {
+            p50_us: pct(0.50),
+            p99_us: pct(0.99),
+            p999_us: pct(0.999),
+        });
+        out.tally = tally;
+        out.peak_rss_kib = peak;
+        results.push(out);
+    }
+    Ok(results)
+}

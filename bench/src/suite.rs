@@ -91,14 +91,36 @@ pub fn run_suite(cfg: &SuiteConfig) -> Result<Report> {
     for run in 0..cfg.runs {
         for (si, sc) in cfg.scenarios.iter().enumerate() {
             let msgs = msgs_for(sc, cfg);
-            for (vi, spec) in cfg.servers.iter().enumerate() {
-                let mut srv =
-                    RunningServer::start(spec, pinning.as_ref().map(|p| p.server_cpus.clone()))?;
+            let server_cpus = || pinning.as_ref().map(|p| p.server_cpus.clone());
+            let outs: Vec<Outcome> = if matches!(sc.shape, scenario::Shape::ReqReply) && ns > 1 {
+                // Latency: all servers side by side, requests taking turns (see run_reqrep_paired).
+                let mut srvs = Vec::with_capacity(ns);
+                for spec in &cfg.servers {
+                    srvs.push(RunningServer::start(spec, server_cpus())?);
+                }
                 std::thread::sleep(SETTLE);
-                idle[vi].push(procfs::status_kb(srv.pid, "VmRSS")? as f64);
-                let out = scenario::run(&mut srv, sc, msgs, &cfg.params, gen_cpus)
+                for (vi, srv) in srvs.iter().enumerate() {
+                    idle[vi].push(procfs::status_kb(srv.pid, "VmRSS")? as f64);
+                }
+                let outs = scenario::run_reqrep_paired(&mut srvs, sc, msgs, gen_cpus)
                     .with_context(|| format!("run {} of {}", run + 1, cfg.runs))?;
-                srv.stop();
+                srvs.into_iter().for_each(RunningServer::stop);
+                outs
+            } else {
+                let mut outs = Vec::with_capacity(ns);
+                for (vi, spec) in cfg.servers.iter().enumerate() {
+                    let mut srv = RunningServer::start(spec, server_cpus())?;
+                    std::thread::sleep(SETTLE);
+                    idle[vi].push(procfs::status_kb(srv.pid, "VmRSS")? as f64);
+                    outs.push(
+                        scenario::run(&mut srv, sc, msgs, &cfg.params, gen_cpus)
+                            .with_context(|| format!("run {} of {}", run + 1, cfg.runs))?,
+                    );
+                    srv.stop();
+                }
+                outs
+            };
+            for (vi, (spec, out)) in cfg.servers.iter().zip(outs).enumerate() {
                 if cfg.verbose {
                     let lat = out
                         .latency
