@@ -163,3 +163,27 @@ fn two_subscriptions_on_one_connection_are_seen_as_duplicates() {
     let t = deliver(&[(0, 100)], 2, 100);
     assert_eq!((t.received, t.missing, t.duplicates), (200, 0, 100), "{t}");
 }
+
+#[test]
+fn paired_request_reply_counts_every_reply_on_both_servers() {
+    let mut srvs = vec![
+        RunningServer::start(&server(), None).expect("start server A"),
+        RunningServer::start(&server(), None).expect("start server B"),
+    ];
+    let sc = scenario::all()
+        .into_iter()
+        .find(|s| s.shape == Shape::ReqReply)
+        .expect("reqrep scenario");
+    let msgs = 250; // not a multiple of the turn length: the last turn is short
+    let outs =
+        scenario::run_reqrep_paired(&mut srvs, &sc, msgs, 1).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(outs.len(), 2);
+    for o in &outs {
+        let warmup = (msgs / 10).clamp(1, 1000);
+        assert!(o.tally.is_exact(), "{}", o.tally);
+        assert_eq!(o.tally.received, msgs + warmup);
+        assert_eq!(o.msgs, msgs);
+        assert!(o.latency.is_some());
+    }
+    srvs.into_iter().for_each(RunningServer::stop);
+}
