@@ -496,7 +496,7 @@ impl Reader {
                 biased;
                 _ = me.stop.notified() => return,
                 _ = sleep_until_opt(awaiting_auth) => {
-                    crate::log_error!("{}Authentication Timeout", self.me.log_prefix());
+                    crate::log_debug!("{}Authentication Timeout", self.me.log_prefix());
                     self.me.send_err_and_close("Authentication Timeout", CloseReason::AuthTimeout);
                     return;
                 }
@@ -589,7 +589,7 @@ impl Reader {
     /// Handles one op. False when the connection must end.
     fn dispatch(&mut self, op: Op) -> bool {
         if !self.connected && self.opts.auth.required() && !matches!(op, Op::Connect(_)) {
-            self.auth_violation();
+            self.auth_violation(None);
             return false;
         }
         match op {
@@ -642,8 +642,16 @@ impl Reader {
         true
     }
 
-    fn auth_violation(&self) {
-        crate::log_error!("{}Authorization Violation", self.me.log_prefix());
+    /// nats-server's log line: `authentication error`, naming the user (never a secret).
+    fn auth_violation(&self, args: Option<&ConnectArgs>) {
+        let who = match args {
+            Some(a) if a.user.is_some() => {
+                format!(" - User {:?}", a.user.as_deref().unwrap_or(""))
+            }
+            Some(a) if a.auth_token.is_some() => " - Token \"[REDACTED]\"".to_string(),
+            _ => String::new(),
+        };
+        crate::log_error!("{}authentication error{}", self.me.log_prefix(), who);
         self.me
             .send_err_and_close("Authorization Violation", CloseReason::AuthViolation);
     }
@@ -662,7 +670,7 @@ impl Reader {
             }
         };
         if self.opts.auth.required() && !self.connected && !check_auth(&self.opts, &args) {
-            self.auth_violation();
+            self.auth_violation(Some(&args));
             return false;
         }
         if let Some(p) = args.protocol {
@@ -1027,10 +1035,33 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> bool {
         let want_pass = auth.password.as_deref().unwrap_or("");
         // Evaluate both compares (no early exit that would reveal which one failed).
         let u = ct_eq(given_user.as_bytes(), user.as_bytes());
-        let p = ct_eq(given_pass.as_bytes(), want_pass.as_bytes());
+        let p = password_matches(given_pass, want_pass);
         return u & p;
     }
     true
+}
+
+/// nats-server's comparePasswords: a configured `$2a$`/`$2b$`/`$2x$`/`$2y$` value is a bcrypt hash,
+/// anything else a plain password compared in constant time.
+/// (bcrypt costs tens of ms by design; it runs once per CONNECT.)
+fn password_matches(given: &str, configured: &str) -> bool {
+    if is_bcrypt(configured) {
+        return bcrypt::verify(given, configured).unwrap_or(false);
+    }
+    ct_eq(given.as_bytes(), configured.as_bytes())
+}
+
+/// `^\$2[abxy]\$\d{2}\$`, as nats-server's validBcryptPrefix.
+fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 7
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1072,7 +1103,11 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
     let ping_interval = opts.ping_interval.max(Duration::from_millis(10));
     let ping_max = opts.ping_max;
     let write_deadline = opts.write_deadline;
-    let mut next_ping = tokio::time::Instant::now() + FIRST_PING.min(ping_interval);
+    // nats-server adds up to 20% random delay to the first PING.
+    let first = FIRST_PING.min(ping_interval);
+    let jitter = (me.born.elapsed().as_nanos() as u64 ^ me.cid.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        % (first.as_nanos() as u64 / 5).max(1);
+    let mut next_ping = tokio::time::Instant::now() + first + Duration::from_nanos(jitter);
     let mut first_ping_done = false;
     loop {
         let (closed, discard) = {
@@ -1312,5 +1347,13 @@ mod tests {
         assert!(check_auth(&o, &args(None, Some("derek"), Some("pw"))));
         assert!(!check_auth(&o, &args(None, Some("derek"), Some("px"))));
         assert!(!check_auth(&o, &args(None, Some("dere"), Some("pw"))));
+        // A bcrypt hash (cost 4) of "pw", as `nats server passwd` would write it.
+        let hash = bcrypt::hash_with_salt("pw", 4, [7u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
+        assert!(is_bcrypt(&hash), "{hash}");
+        o.auth.password = Some(hash);
+        assert!(check_auth(&o, &args(None, Some("derek"), Some("pw"))));
+        assert!(!check_auth(&o, &args(None, Some("derek"), Some("px"))));
     }
 }

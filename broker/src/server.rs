@@ -406,7 +406,7 @@ impl Server {
             })
             .await;
             crate::log_info!("Server Exiting..");
-            let _ = inner.done.send(true);
+            inner.done.send_replace(true);
         });
     }
 
@@ -610,5 +610,214 @@ mod tests {
         assert_eq!(m.headers.unwrap().get("K").unwrap().as_str(), "v");
         assert_eq!(&m.payload[..], &big[..]);
         assert!(s.stats().in_msgs.load(Ordering::Relaxed) >= 22);
+    }
+
+    #[tokio::test]
+    async fn token_auth_and_violation() {
+        let s = start(|o| o.auth.token = Some("s3cr3t".into())).await;
+        let mut c = Raw::connect(&s).await;
+        assert!(c.info.contains("\"auth_required\":true"), "{}", c.info);
+        c.send(b"CONNECT {\"auth_token\":\"wrong\"}\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Authorization Violation'\r\n");
+        assert!(c.eof().await);
+        let mut c = Raw::connect(&s).await;
+        c.send(b"PING\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Authorization Violation'\r\n");
+        let ok = async_nats::ConnectOptions::with_token("s3cr3t".into())
+            .connect(url(&s))
+            .await
+            .unwrap();
+        ok.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn user_password_and_auth_timeout() {
+        let s = start(|o| {
+            o.auth.user = Some("derek".into());
+            o.auth.password = Some("pw".into());
+            o.auth.timeout = Duration::from_millis(200);
+        })
+        .await;
+        let c = async_nats::ConnectOptions::with_user_and_password("derek".into(), "pw".into())
+            .connect(url(&s))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+        let mut raw = Raw::connect(&s).await;
+        raw.send(b"CONNECT {\"user\":\"derek\",\"pass\":\"nope\"}\r\n")
+            .await;
+        assert_eq!(raw.line().await, "-ERR 'Authorization Violation'\r\n");
+        let mut idle = Raw::connect(&s).await;
+        assert_eq!(idle.line().await, "-ERR 'Authentication Timeout'\r\n");
+        assert!(idle.eof().await);
+    }
+
+    #[tokio::test]
+    async fn verbose_echo_unsub_max() {
+        let s = start(|_| {}).await;
+        let mut c = Raw::connect(&s).await;
+        c.send(
+            b"CONNECT {\"verbose\":true,\"echo\":false}\r\nSUB foo 1\r\nPUB foo 1\r\na\r\nPING\r\n",
+        )
+        .await;
+        for _ in 0..3 {
+            assert_eq!(c.line().await, "+OK\r\n");
+        }
+        assert_eq!(
+            c.line().await,
+            "PONG\r\n",
+            "echo:false must suppress own messages"
+        );
+        let mut d = Raw::connect(&s).await;
+        d.send(b"CONNECT {\"verbose\":false}\r\nSUB bar 7\r\nUNSUB 7 2\r\nPING\r\n")
+            .await;
+        assert_eq!(d.line().await, "PONG\r\n");
+        c.send(b"PUB bar 1\r\n1\r\nPUB bar 1\r\n2\r\nPUB bar 1\r\n3\r\n")
+            .await;
+        d.send(b"PING\r\n").await;
+        assert_eq!(d.line().await, "MSG bar 7 1\r\n");
+        assert_eq!(d.line().await, "1\r\n");
+        assert_eq!(d.line().await, "MSG bar 7 1\r\n");
+        assert_eq!(d.line().await, "2\r\n");
+        // The third message is past max; the sid is gone.
+        assert_eq!(d.line().await, "PONG\r\n");
+        assert_eq!(s.num_subscriptions(), 1);
+    }
+
+    #[tokio::test]
+    async fn max_subscriptions_and_connections() {
+        let s = start(|o| {
+            o.max_subscriptions = 1;
+            o.max_connections = 1;
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nPING\r\n")
+            .await;
+        assert_eq!(c.line().await, "-ERR 'maximum subscriptions exceeded'\r\n");
+        assert_eq!(c.line().await, "PONG\r\n");
+        let mut over = Raw::connect(&s).await;
+        assert_eq!(over.line().await, "-ERR 'maximum connections exceeded'\r\n");
+        assert!(over.eof().await);
+    }
+
+    #[tokio::test]
+    async fn slow_consumer_is_cut_and_others_unaffected() {
+        let s = start(|o| o.max_pending = 256 * 1024).await;
+        let mut slow = Raw::connect(&s).await;
+        slow.send(b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPING\r\n")
+            .await;
+        assert_eq!(slow.line().await, "PONG\r\n");
+        let good = async_nats::connect(url(&s)).await.unwrap();
+        let mut sub = good.subscribe("foo").await.unwrap();
+        good.flush().await.unwrap();
+        let publ = async_nats::connect(url(&s)).await.unwrap();
+        let n = 20_000;
+        let payload = bytes::Bytes::from(vec![b'x'; 1024]);
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                sub.next().await.unwrap();
+                got += 1;
+            }
+            got
+        });
+        for _ in 0..n {
+            publ.publish("foo", payload.clone()).await.unwrap();
+        }
+        publ.flush().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, n);
+        assert!(s.stats().slow_consumers.load(Ordering::Relaxed) >= 1);
+        // The slow one gets what was already written, then EOF, and no -ERR.
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), slow.rd.read_to_end(&mut all)).await;
+        assert!(!String::from_utf8_lossy(&all).contains("-ERR"));
+    }
+
+    #[tokio::test]
+    async fn stale_connection() {
+        let s = start(|o| {
+            o.ping_interval = Duration::from_millis(100);
+            o.ping_max = 2;
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\n").await;
+        assert_eq!(c.line().await, "PING\r\n");
+        assert_eq!(c.line().await, "PING\r\n");
+        assert_eq!(c.line().await, "-ERR 'Stale Connection'\r\n");
+        assert!(c.eof().await);
+    }
+
+    #[tokio::test]
+    async fn lame_duck_then_stop() {
+        let s = start(|o| {
+            o.lame_duck_grace_period = Duration::from_millis(50);
+            o.lame_duck_duration = Duration::from_millis(300);
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        assert_eq!(c.line().await, "PONG\r\n");
+        s.lame_duck();
+        let info = c.line().await;
+        assert!(
+            info.starts_with("INFO ") && info.contains("\"ldm\":true"),
+            "{info}"
+        );
+        assert!(c.eof().await);
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .expect("stops");
+        assert!(tokio::net::TcpStream::connect(s.local_addr())
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_and_port_is_reusable() {
+        let s = start(|_| {}).await;
+        let addr = s.local_addr();
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        assert_eq!(c.line().await, "PONG\r\n");
+        s.shutdown();
+        assert!(c.eof().await);
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .expect("stops");
+        let again = start(|o| o.port = addr.port() as i32).await;
+        assert_eq!(again.local_addr().port(), addr.port());
+    }
+
+    #[tokio::test]
+    async fn split_frames_and_no_responders_exact_bytes() {
+        let s = start(|_| {}).await;
+        let mut c = Raw::connect(&s).await;
+        c.send(
+            b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB rep 9\r\n",
+        )
+        .await;
+        // A PUB split across writes at awkward places.
+        for piece in [
+            &b"PU"[..],
+            b"B nothing r",
+            b"ep 0\r",
+            b"\n\r",
+            b"\nPING\r\n",
+        ] {
+            c.send(piece).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(c.line().await, "HMSG rep 9 39 39\r\n");
+        assert_eq!(c.line().await, "NATS/1.0 503\r\n");
+        assert_eq!(c.line().await, "Nats-Subject: nothing\r\n");
+        assert_eq!(c.line().await, "\r\n");
+        assert_eq!(c.line().await, "\r\n");
+        assert_eq!(c.line().await, "PONG\r\n");
     }
 }
