@@ -44,11 +44,22 @@ pub struct Stats {
     pub total_connections: AtomicU64,
 }
 
+/// An account: its own subject space. Clients of different accounts never see each other's
+/// messages. Without `accounts {}` in the config everyone is in the global account `$G`.
+pub struct Account {
+    pub name: String,
+    pub(crate) sublist: Sublist<SubRef>,
+}
+
+/// nats-server's name for the global account.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
 /// The shared state behind a `Server` handle.
 pub struct ServerInner {
     opts: RwLock<Arc<Options>>,
     opts_gen: AtomicU64,
-    pub(crate) sublist: Sublist<SubRef>,
+    pub(crate) global: Arc<Account>,
+    accounts: Mutex<HashMap<String, Arc<Account>>>,
     pub(crate) stats: Arc<Stats>,
     clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
     next_cid: AtomicU64,
@@ -119,6 +130,25 @@ impl ServerInner {
         };
         let json = serde_json::to_string(&info).expect("INFO is always serialisable");
         format!("INFO {json} \r\n")
+    }
+
+    /// The named account (created on first use), or the global one.
+    pub(crate) fn account(&self, name: Option<&str>) -> Arc<Account> {
+        match name {
+            None => self.global.clone(),
+            Some(n) if n == GLOBAL_ACCOUNT => self.global.clone(),
+            Some(n) => self
+                .accounts
+                .lock()
+                .entry(n.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Account {
+                        name: n.to_string(),
+                        sublist: Sublist::new(),
+                    })
+                })
+                .clone(),
+        }
     }
 
     pub(crate) fn max_connections_exceeded(&self, opts: &Options) -> bool {
@@ -234,7 +264,11 @@ impl Server {
         let inner = Arc::new(ServerInner {
             opts: RwLock::new(Arc::new(opts)),
             opts_gen: AtomicU64::new(0),
-            sublist: Sublist::new(),
+            global: Arc::new(Account {
+                name: GLOBAL_ACCOUNT.to_string(),
+                sublist: Sublist::new(),
+            }),
+            accounts: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
             clients: Mutex::new(HashMap::new()),
             next_cid: AtomicU64::new(1),
@@ -283,7 +317,14 @@ impl Server {
     }
 
     pub fn num_subscriptions(&self) -> usize {
-        self.inner.sublist.count()
+        self.inner.global.sublist.count()
+            + self
+                .inner
+                .accounts
+                .lock()
+                .values()
+                .map(|a| a.sublist.count())
+                .sum::<usize>()
     }
 
     /// Per-connection views, ordered by client id (for /connz).
@@ -819,5 +860,138 @@ mod tests {
         assert_eq!(c.line().await, "\r\n");
         assert_eq!(c.line().await, "\r\n");
         assert_eq!(c.line().await, "PONG\r\n");
+    }
+
+    #[tokio::test]
+    async fn ipv6_host() {
+        let s = start(|o| o.host = "::1".into()).await;
+        assert!(s.local_addr().is_ipv6());
+        assert_eq!(join_host_port("::1", 4222), "[::1]:4222");
+        let c = async_nats::connect(format!("nats://[::1]:{}", s.local_addr().port()))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reload_applies_limits_keeps_port() {
+        let s = start(|_| {}).await;
+        let mut o = (*s.options()).clone();
+        o.max_payload = 10;
+        o.port = 1;
+        s.reload(o);
+        assert_eq!(s.options().max_payload, 10);
+        assert_eq!(s.options().port, -1, "port cannot change at runtime");
+        let mut c = Raw::connect(&s).await;
+        assert!(c.info.contains("\"max_payload\":10"), "{}", c.info);
+        c.send(b"PUB foo 11\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Maximum Payload Violation'\r\n");
+    }
+
+    #[test]
+    fn server_id_shape() {
+        let id = new_server_id();
+        assert_eq!(id.len(), 56);
+        assert!(id.starts_with('N'));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_ne!(id, new_server_id());
+    }
+
+    fn user(
+        name: &str,
+        account: Option<&str>,
+        perms: Option<crate::options::Permissions>,
+    ) -> crate::options::User {
+        crate::options::User {
+            user: name.into(),
+            password: "p".into(),
+            account: account.map(String::from),
+            permissions: perms,
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_isolate_and_no_auth_user() {
+        let s = start(|o| {
+            o.auth.users = vec![
+                user("a1", Some("A"), None),
+                user("a2", Some("A"), None),
+                user("b1", Some("B"), None),
+            ];
+            o.auth.no_auth_user = Some("a2".into());
+        })
+        .await;
+        let mut a1 = Raw::connect(&s).await;
+        a1.send(
+            b"CONNECT {\"verbose\":false,\"user\":\"a1\",\"pass\":\"p\"}\r\nSUB x 1\r\nPING\r\n",
+        )
+        .await;
+        assert_eq!(a1.line().await, "PONG\r\n");
+        let mut b1 = Raw::connect(&s).await;
+        b1.send(
+            b"CONNECT {\"verbose\":false,\"user\":\"b1\",\"pass\":\"p\"}\r\nSUB x 1\r\nPING\r\n",
+        )
+        .await;
+        assert_eq!(b1.line().await, "PONG\r\n");
+        let mut anon = Raw::connect(&s).await;
+        anon.send(b"CONNECT {\"verbose\":false}\r\nPUB x 2\r\nhi\r\nPING\r\n")
+            .await;
+        assert_eq!(anon.line().await, "PONG\r\n");
+        b1.send(b"PUB x 1\r\nb\r\nPING\r\n").await;
+        assert_eq!(
+            b1.line().await,
+            "MSG x 1 1\r\n",
+            "b1 hears only its own account"
+        );
+        assert_eq!(b1.line().await, "b\r\n");
+        assert_eq!(b1.line().await, "PONG\r\n");
+        a1.send(b"PING\r\n").await;
+        assert_eq!(a1.line().await, "MSG x 1 2\r\n");
+        assert_eq!(a1.line().await, "hi\r\n");
+        assert_eq!(a1.line().await, "PONG\r\n");
+        assert_eq!(s.num_subscriptions(), 2);
+    }
+
+    #[tokio::test]
+    async fn permissions_violations_stay_open() {
+        use crate::options::{Permissions, SubjectPermission};
+        let perms = Permissions {
+            publish: Some(SubjectPermission {
+                allow: vec!["a.>".into()],
+                deny: vec![],
+            }),
+            subscribe: Some(SubjectPermission {
+                allow: vec!["a.>".into(), "q.>".into()],
+                deny: vec!["a.secret".into()],
+            }),
+        };
+        let s = start(|o| {
+            o.auth.users = vec![user("alice", None, Some(perms)), user("bob", None, None)]
+        })
+        .await;
+        let mut a = Raw::connect(&s).await;
+        a.send(b"CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"p\"}\r\nPUB b.x 1\r\nx\r\nSUB b.x 1\r\nSUB a.secret 2\r\nSUB b.y grp 3\r\nSUB a.> 4\r\nPUB a.secret 1\r\ns\r\nPUB a.ok 1\r\ny\r\nPING\r\n").await;
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Publish to \"b.x\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"b.x\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"a.secret\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"b.y\" using queue \"grp\"'\r\n"
+        );
+        // a.> is allowed but never delivers the denied a.secret.
+        assert_eq!(a.line().await, "MSG a.ok 4 1\r\n");
+        assert_eq!(a.line().await, "y\r\n");
+        assert_eq!(a.line().await, "PONG\r\n");
     }
 }
