@@ -19,10 +19,10 @@
 //! read buffer be reused at once); larger payloads are shared as `Bytes` slices of the publisher's
 //! read buffer and written with `writev`, never copied per subscriber.
 
-use crate::options::Options;
+use crate::options::{Options, Permissions, SubjectPermission};
 use crate::parser::{Msg, Op, ParseError, Parser};
-use crate::server::{ServerInner, Stats};
-use crate::sublist::{valid_literal_subject, SublistResult};
+use crate::server::{Account, ServerInner, Stats};
+use crate::sublist::{valid_literal_subject, Sublist, SublistResult};
 use bytes::{BufMut, Bytes, BytesMut};
 use parking_lot::Mutex;
 use serde::Deserialize;
@@ -31,7 +31,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 use subtle::ConstantTimeEq;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -158,6 +158,75 @@ pub struct ClientShared {
     /// CONNECT's name/lang/version, for monitoring.
     pub meta: Mutex<ClientMeta>,
     stats: Arc<Stats>,
+    /// Set once by a successful CONNECT: the user's permissions (publishers read the subscribe
+    /// deny list when delivering).
+    perms: OnceLock<ClientPerms>,
+    /// CONNECT was processed: the writer starts the short first-PING timer.
+    connect_seen: AtomicBool,
+}
+
+/// A user's permissions compiled to sublists (wildcard-aware matching with its own cache).
+pub(crate) struct ClientPerms {
+    publish: Option<SubjectPerms>,
+    subscribe: Option<SubjectPerms>,
+}
+
+struct SubjectPerms {
+    allow: Option<Sublist<u8>>,
+    deny: Option<Sublist<u8>>,
+}
+
+impl SubjectPerms {
+    fn new(p: &SubjectPermission) -> Self {
+        let list = |subjects: &[String]| -> Option<Sublist<u8>> {
+            if subjects.is_empty() {
+                return None;
+            }
+            let l = Sublist::new();
+            for s in subjects {
+                // The config layer validated the subjects; an invalid one simply matches nothing.
+                let _ = l.insert(s.as_bytes(), None, 0u8);
+            }
+            Some(l)
+        };
+        SubjectPerms {
+            allow: list(&p.allow),
+            deny: list(&p.deny),
+        }
+    }
+
+    fn allows(&self, subject: &[u8]) -> bool {
+        if let Some(a) = &self.allow {
+            if a.matches(subject).psubs.is_empty() {
+                return false;
+            }
+        }
+        !self.denies(subject)
+    }
+
+    fn denies(&self, subject: &[u8]) -> bool {
+        self.deny
+            .as_ref()
+            .is_some_and(|d| !d.matches(subject).psubs.is_empty())
+    }
+}
+
+impl ClientPerms {
+    fn new(p: &Permissions) -> Self {
+        ClientPerms {
+            publish: p.publish.as_ref().map(SubjectPerms::new),
+            subscribe: p.subscribe.as_ref().map(SubjectPerms::new),
+        }
+    }
+}
+
+/// What a successful authentication grants.
+#[derive(Default)]
+struct Grant {
+    account: Option<String>,
+    permissions: Option<Permissions>,
+    /// `User "alice"` or `Token "[REDACTED]"` for log lines, as nats-server's getAuthUser.
+    who: String,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -367,6 +436,10 @@ struct ConnectArgs {
 struct Reader {
     srv: Arc<ServerInner>,
     me: Arc<ClientShared>,
+    /// The account this connection publishes and subscribes in (set by CONNECT).
+    acc: Arc<Account>,
+    /// For log lines about permissions (`User "alice"`).
+    who: String,
     opts: Arc<Options>,
     opts_gen: u64,
     parser: Parser,
@@ -444,6 +517,8 @@ pub(crate) fn new_shared(
         in_bytes: AtomicU64::new(0),
         meta: Mutex::new(ClientMeta::default()),
         stats,
+        perms: OnceLock::new(),
+        connect_seen: AtomicBool::new(false),
     })
 }
 
@@ -455,6 +530,8 @@ impl Reader {
             parser: Parser::new(opts.max_control_line, opts.max_payload),
             opts_gen: srv.options_generation(),
             opts,
+            acc: srv.account(None),
+            who: String::new(),
             srv,
             me,
             verbose: true,
@@ -496,7 +573,7 @@ impl Reader {
                 biased;
                 _ = me.stop.notified() => return,
                 _ = sleep_until_opt(awaiting_auth) => {
-                    crate::log_error!("{}Authentication Timeout", self.me.log_prefix());
+                    crate::log_debug!("{}Authentication Timeout", self.me.log_prefix());
                     self.me.send_err_and_close("Authentication Timeout", CloseReason::AuthTimeout);
                     return;
                 }
@@ -539,8 +616,9 @@ impl Reader {
             if let Some(c) = self.stall.take() {
                 stall_on(&c).await;
             }
-            // An idle connection holds no read buffer (1000 idle clients stay small).
-            if buf.is_empty() && read_size <= MIN_READ * 2 {
+            // Not streaming (the read did not fill the buffer) and nothing partial left: hold no
+            // read buffer, so idle connections stay small even after a burst.
+            if buf.is_empty() && n < read_size / 2 {
                 buf = BytesMut::new();
             }
         }
@@ -557,23 +635,32 @@ impl Reader {
                 }
                 Ok(None) => return true,
                 Err(e) => {
-                    self.parse_error(e);
+                    self.parse_error(e, buf);
                     return false;
                 }
             }
         }
     }
 
-    fn parse_error(&mut self, e: ParseError) {
-        match &e {
-            ParseError::ClientErr(_) => {
-                crate::log_error!("{}Client Error {}", self.me.log_prefix(), e);
-            }
-            _ => {
-                crate::log_error!("{}Client parser ERROR, {}", self.me.log_prefix(), e);
-            }
+    /// Logs as nats-server does and closes (with `-ERR` where nats-server sends one).
+    fn parse_error(&mut self, e: ParseError, buf: &[u8]) {
+        if !self.connected && self.opts.auth.required() && e == ParseError::UnknownOp {
+            // nats-server checks auth before it parses anything but CONNECT.
+            self.auth_violation(None);
+            return;
         }
-        // Before CONNECT on an auth-required server, anything but CONNECT is an auth violation.
+        match &e {
+            ParseError::UnknownOp => {
+                let snippet = &buf[..buf.len().min(32)];
+                crate::log_error!(
+                    "{}{}: proto='\"{}\"...'",
+                    self.me.log_prefix(),
+                    e,
+                    snippet.escape_ascii()
+                );
+            }
+            _ => crate::log_error!("{}{}", self.me.log_prefix(), e),
+        }
         match e.wire_text() {
             Some(text) => self.me.send_err_and_close(text, CloseReason::ParseError),
             None => self.me.close(CloseReason::ParseError),
@@ -589,7 +676,7 @@ impl Reader {
     /// Handles one op. False when the connection must end.
     fn dispatch(&mut self, op: Op) -> bool {
         if !self.connected && self.opts.auth.required() && !matches!(op, Op::Connect(_)) {
-            self.auth_violation();
+            self.auth_violation(None);
             return false;
         }
         match op {
@@ -599,10 +686,7 @@ impl Reader {
                 self.in_bytes += msg.body().len() as u64;
                 if msg.hdr_len().is_some() && !self.headers {
                     // nats-server closes a client that sends HPUB without announcing headers.
-                    crate::log_error!(
-                        "{}Processing HPUB without headers support",
-                        self.me.log_prefix()
-                    );
+                    crate::log_error!("{}message headers not supported", self.me.log_prefix());
                     self.me.close(CloseReason::ProtocolViolation);
                     return false;
                 }
@@ -612,7 +696,7 @@ impl Reader {
                     self.me.send_err("Invalid Publish Subject");
                 }
                 self.ok();
-                if valid {
+                if valid && self.may_publish(msg.subject()) {
                     self.publish(&msg);
                 }
             }
@@ -642,8 +726,77 @@ impl Reader {
         true
     }
 
-    fn auth_violation(&self) {
-        crate::log_error!("{}Authorization Violation", self.me.log_prefix());
+    /// nats-server's log line: `authentication error`, naming the user (never a secret).
+    /// The publish permission check; a violation is reported and the connection stays open.
+    fn may_publish(&self, subject: &[u8]) -> bool {
+        let Some(p) = self.me.perms.get().and_then(|p| p.publish.as_ref()) else {
+            return true;
+        };
+        if p.allows(subject) {
+            return true;
+        }
+        let subj = String::from_utf8_lossy(subject);
+        crate::log_error!(
+            "{}Publish Violation - {}, Subject {:?}",
+            self.me.log_prefix(),
+            self.who,
+            subj
+        );
+        self.me
+            .send_err(&format!("Permissions Violation for Publish to {subj:?}"));
+        false
+    }
+
+    /// The subscribe permission check (allow and deny lists).
+    fn may_subscribe(&self, subject: &[u8], queue: Option<&[u8]>, sid: &[u8]) -> bool {
+        let Some(p) = self.me.perms.get().and_then(|p| p.subscribe.as_ref()) else {
+            return true;
+        };
+        if p.allows(subject) {
+            return true;
+        }
+        let subj = String::from_utf8_lossy(subject);
+        let sid = String::from_utf8_lossy(sid);
+        match queue {
+            Some(q) => {
+                let q = String::from_utf8_lossy(q);
+                crate::log_error!(
+                    "{}Subscription Violation - {}, Subject {:?}, Queue: {:?}, SID {}",
+                    self.me.log_prefix(),
+                    self.who,
+                    subj,
+                    q,
+                    sid
+                );
+                self.me.send_err(&format!(
+                    "Permissions Violation for Subscription to {subj:?} using queue {q:?}"
+                ));
+            }
+            None => {
+                crate::log_error!(
+                    "{}Subscription Violation - {}, Subject {:?}, SID {}",
+                    self.me.log_prefix(),
+                    self.who,
+                    subj,
+                    sid
+                );
+                self.me.send_err(&format!(
+                    "Permissions Violation for Subscription to {subj:?}"
+                ));
+            }
+        }
+        false
+    }
+
+    fn auth_violation(&self, args: Option<&ConnectArgs>) {
+        let who = match args {
+            Some(a) if a.user.is_some() => {
+                format!(" - User {:?}", a.user.as_deref().unwrap_or(""))
+            }
+            Some(a) if a.auth_token.is_some() => " - Token \"[REDACTED]\"".to_string(),
+            _ => String::new(),
+        };
+        crate::log_error!("{}authentication error{}", self.me.log_prefix(), who);
         self.me
             .send_err_and_close("Authorization Violation", CloseReason::AuthViolation);
     }
@@ -652,21 +805,35 @@ impl Reader {
         let args: ConnectArgs = match serde_json::from_slice(json) {
             Ok(a) => a,
             Err(e) => {
-                crate::log_error!(
-                    "{}Client parser ERROR, CONNECT: {}",
-                    self.me.log_prefix(),
-                    e
-                );
+                // nats-server logs the JSON decoder's message alone.
+                crate::log_error!("{}{}", self.me.log_prefix(), e);
                 self.me.close(CloseReason::ParseError);
                 return false;
             }
         };
-        if self.opts.auth.required() && !self.connected && !check_auth(&self.opts, &args) {
-            self.auth_violation();
-            return false;
+        if !self.connected {
+            let grant = match check_auth(&self.opts, &args) {
+                Some(g) => g,
+                None if self.opts.auth.required() => {
+                    self.auth_violation(Some(&args));
+                    return false;
+                }
+                None => Grant::default(),
+            };
+            if grant.account.is_some() {
+                self.acc = self.srv.account(grant.account.as_deref());
+                // A different sublist: its generations say nothing about the cache.
+                self.cache.clear();
+                self.cache_gen = u64::MAX;
+            }
+            if let Some(p) = &grant.permissions {
+                let _ = self.me.perms.set(ClientPerms::new(p));
+            }
+            self.who = grant.who;
         }
         if let Some(p) = args.protocol {
             if !(0..=1).contains(&p) {
+                crate::log_error!("{}invalid client protocol", self.me.log_prefix());
                 self.me
                     .send_err_and_close("invalid client protocol", CloseReason::ProtocolViolation);
                 return false;
@@ -679,6 +846,10 @@ impl Reader {
         self.headers = args.headers.unwrap_or(self.headers);
         self.no_responders = args.no_responders.unwrap_or(self.no_responders);
         if self.no_responders && !self.headers {
+            crate::log_error!(
+                "{}no responders requires headers support",
+                self.me.log_prefix()
+            );
             self.me.send_err_and_close(
                 "no responders requires headers support",
                 CloseReason::ProtocolViolation,
@@ -699,11 +870,16 @@ impl Reader {
             }
         }
         self.connected = true;
+        self.me.connect_seen.store(true, Ordering::Release);
+        self.me.wake.notify_one();
         self.ok();
         true
     }
 
     fn subscribe(&mut self, subject: Bytes, queue: Option<Bytes>, sid: Bytes) {
+        if !self.may_subscribe(&subject, queue.as_deref(), &sid) {
+            return;
+        }
         let max_subs = self.opts.max_subscriptions;
         let sub = {
             let mut subs = self.me.subs.lock();
@@ -728,7 +904,7 @@ impl Reader {
                 delivered: AtomicU64::new(0),
             });
             if self
-                .srv
+                .acc
                 .sublist
                 .insert(&sub.subject, sub.queue.as_deref(), SubRef(sub.clone()))
                 .is_err()
@@ -759,7 +935,7 @@ impl Reader {
             _ => {
                 subs.remove(sid);
                 drop(subs);
-                self.srv
+                self.acc
                     .sublist
                     .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
             }
@@ -795,7 +971,7 @@ impl Reader {
 
     /// The match result for `subject`, from this client's cache when the sublist is unchanged.
     fn lookup(&mut self, subject: &[u8]) -> Arc<SublistResult<SubRef>> {
-        let gen = self.srv.sublist.generation();
+        let gen = self.acc.sublist.generation();
         if gen != self.cache_gen {
             self.cache.clear();
             self.cache_gen = gen;
@@ -803,7 +979,7 @@ impl Reader {
         if let Some(r) = self.cache.get(subject) {
             return r.clone();
         }
-        let r = self.srv.sublist.matches(subject);
+        let r = self.acc.sublist.matches(subject);
         if self.cache.len() >= CACHE_MAX {
             self.cache.clear();
         }
@@ -828,6 +1004,13 @@ impl Reader {
         let own = Arc::ptr_eq(client, &self.me);
         if own && !self.echo {
             return false;
+        }
+        // A wildcard subscription never receives subjects its user is denied (nats-server's
+        // checkDenySub).
+        if let Some(p) = client.perms.get().and_then(|p| p.subscribe.as_ref()) {
+            if p.denies(msg.subject()) {
+                return false;
+            }
         }
         let max = sub.max.load(Ordering::Relaxed);
         let mut hit_max = false;
@@ -915,7 +1098,7 @@ impl Reader {
                 }
             };
             if removed {
-                self.srv
+                self.acc
                     .sublist
                     .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
             }
@@ -927,7 +1110,7 @@ impl Reader {
     /// client's own subscription that matches the reply subject.
     fn send_no_responders(&mut self, msg: &Msg) {
         let Some(reply) = msg.reply() else { return };
-        let result = self.srv.sublist.matches(reply);
+        let result = self.acc.sublist.matches(reply);
         let Some(sub) = result
             .psubs
             .iter()
@@ -1006,7 +1189,7 @@ impl Reader {
         self.end_batch();
         let subs: Vec<Arc<Subscription>> = self.me.subs.lock().drain().map(|(_, s)| s).collect();
         for sub in subs {
-            self.srv
+            self.acc
                 .sublist
                 .remove(&sub.subject, sub.queue.as_deref(), &SubRef(sub.clone()));
         }
@@ -1014,12 +1197,38 @@ impl Reader {
     }
 }
 
-/// Token or user+password, compared in constant time. Never logs what was sent.
-fn check_auth(opts: &Options, args: &ConnectArgs) -> bool {
+/// Checks the CONNECT credentials against `users`, the token, or the single user, in
+/// nats-server's order; secrets are compared in constant time (or with bcrypt) and never logged.
+/// A client without credentials becomes `no_auth_user` when that is set.
+fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
     let auth = &opts.auth;
+    if !auth.users.is_empty() {
+        let no_creds = args.user.is_none() && args.pass.is_none() && args.auth_token.is_none();
+        let (name, pass, check_pass) = match (&auth.no_auth_user, no_creds) {
+            (Some(nau), true) => (nau.as_str(), "", false),
+            _ => (
+                args.user.as_deref().unwrap_or(""),
+                args.pass.as_deref().unwrap_or(""),
+                true,
+            ),
+        };
+        // User names are not secret (nats-server keeps them in a map and logs them).
+        let u = auth.users.iter().find(|u| u.user == name)?;
+        if check_pass && !password_matches(pass, &u.password) {
+            return None;
+        }
+        return Some(Grant {
+            account: u.account.clone(),
+            permissions: u.permissions.clone(),
+            who: format!("User {:?}", u.user),
+        });
+    }
     if let Some(token) = &auth.token {
         let given = args.auth_token.as_deref().unwrap_or("");
-        return ct_eq(given.as_bytes(), token.as_bytes());
+        return ct_eq(given.as_bytes(), token.as_bytes()).then(|| Grant {
+            who: "Token \"[REDACTED]\"".into(),
+            ..Grant::default()
+        });
     }
     if let Some(user) = &auth.user {
         let given_user = args.user.as_deref().unwrap_or("");
@@ -1027,10 +1236,36 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> bool {
         let want_pass = auth.password.as_deref().unwrap_or("");
         // Evaluate both compares (no early exit that would reveal which one failed).
         let u = ct_eq(given_user.as_bytes(), user.as_bytes());
-        let p = ct_eq(given_pass.as_bytes(), want_pass.as_bytes());
-        return u & p;
+        let p = password_matches(given_pass, want_pass);
+        return (u & p).then(|| Grant {
+            who: format!("User {user:?}"),
+            ..Grant::default()
+        });
     }
-    true
+    Some(Grant::default())
+}
+
+/// nats-server's comparePasswords: a configured `$2a$`/`$2b$`/`$2x$`/`$2y$` value is a bcrypt hash,
+/// anything else a plain password compared in constant time.
+/// (bcrypt costs tens of ms by design; it runs once per CONNECT.)
+fn password_matches(given: &str, configured: &str) -> bool {
+    if is_bcrypt(configured) {
+        return bcrypt::verify(given, configured).unwrap_or(false);
+    }
+    ct_eq(given.as_bytes(), configured.as_bytes())
+}
+
+/// `^\$2[abxy]\$\d{2}\$`, as nats-server's validBcryptPrefix.
+fn is_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 7
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
+        && b[4].is_ascii_digit()
+        && b[5].is_ascii_digit()
+        && b[6] == b'$'
 }
 
 fn ct_eq(a: &[u8], b: &[u8]) -> bool {
@@ -1072,7 +1307,14 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
     let ping_interval = opts.ping_interval.max(Duration::from_millis(10));
     let ping_max = opts.ping_max;
     let write_deadline = opts.write_deadline;
-    let mut next_ping = tokio::time::Instant::now() + FIRST_PING.min(ping_interval);
+    // nats-server adds up to 20% random delay to the first PING.
+    let first = FIRST_PING.min(ping_interval);
+    let jitter = (me.born.elapsed().as_nanos() as u64 ^ me.cid.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        % (first.as_nanos() as u64 / 5).max(1);
+    // Before CONNECT the timer runs on ping_interval; CONNECT starts the short first one, as
+    // nats-server's setFirstPingTimer (a client still authenticating is never pinged).
+    let mut next_ping = tokio::time::Instant::now() + ping_interval;
+    let mut first_ping_scheduled = false;
     let mut first_ping_done = false;
     loop {
         let (closed, discard) = {
@@ -1127,12 +1369,22 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, opts: Arc<Options
             // Everything flushed: dropping the write half sends FIN.
             return;
         }
-        // Idle: give back burst-sized buffers.
+        // Idle: give back burst-sized buffers (both halves of the double buffer).
         if spare.capacity() > IDLE_KEEP {
             spare = BytesMut::new();
         }
+        {
+            let mut out = me.out.lock();
+            if out.buf.is_empty() && out.buf.capacity() > IDLE_KEEP {
+                out.buf = BytesMut::new();
+            }
+        }
         if segs.capacity() > 16 {
             segs = Vec::new();
+        }
+        if !first_ping_scheduled && me.connect_seen.load(Ordering::Acquire) {
+            first_ping_scheduled = true;
+            next_ping = tokio::time::Instant::now() + first + Duration::from_nanos(jitter);
         }
         tokio::select! {
             _ = me.wake.notified() => {}
@@ -1301,6 +1553,7 @@ mod tests {
             pass: p.map(String::from),
             ..Default::default()
         };
+        let check_auth = |o: &Options, a: &ConnectArgs| super::check_auth(o, a).is_some();
         assert!(check_auth(&o, &args(None, None, None)));
         o.auth.token = Some("s3cr3t".into());
         assert!(check_auth(&o, &args(Some("s3cr3t"), None, None)));
@@ -1312,5 +1565,13 @@ mod tests {
         assert!(check_auth(&o, &args(None, Some("derek"), Some("pw"))));
         assert!(!check_auth(&o, &args(None, Some("derek"), Some("px"))));
         assert!(!check_auth(&o, &args(None, Some("dere"), Some("pw"))));
+        // A bcrypt hash (cost 4) of "pw", as `nats server passwd` would write it.
+        let hash = bcrypt::hash_with_salt("pw", 4, [7u8; 16])
+            .unwrap()
+            .format_for_version(bcrypt::Version::TwoA);
+        assert!(is_bcrypt(&hash), "{hash}");
+        o.auth.password = Some(hash);
+        assert!(check_auth(&o, &args(None, Some("derek"), Some("pw"))));
+        assert!(!check_auth(&o, &args(None, Some("derek"), Some("px"))));
     }
 }

@@ -72,6 +72,47 @@ pub struct Auth {
     pub password: Option<String>,
     /// `authorization { timeout }`: how long a client may take to send CONNECT.
     pub timeout: Duration,
+    /// `authorization { users = [...] }` plus the users of `accounts { A { users = [...] } }`
+    /// (those carry `account`). Passwords may be bcrypt hashes.
+    pub users: Vec<User>,
+    /// `no_auth_user`: the user a client that sends no credentials becomes.
+    pub no_auth_user: Option<String>,
+}
+
+/// One entry of a `users` list.
+#[derive(Clone, Default, PartialEq)]
+pub struct User {
+    pub user: String,
+    pub password: String,
+    /// The account (from `accounts { NAME { users } }`); None = the global account.
+    pub account: Option<String>,
+    pub permissions: Option<Permissions>,
+}
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("user", &self.user)
+            .field("password", &"[REDACTED]")
+            .field("account", &self.account)
+            .field("permissions", &self.permissions)
+            .finish()
+    }
+}
+
+/// `permissions { publish = ..., subscribe = ... }`.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Permissions {
+    pub publish: Option<SubjectPermission>,
+    pub subscribe: Option<SubjectPermission>,
+}
+
+/// `["a.>"]` (= allow) or `{ allow = [...], deny = [...] }`. An empty `allow` with a `deny`
+/// list allows everything not denied, as nats-server.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct SubjectPermission {
+    pub allow: Vec<String>,
+    pub deny: Vec<String>,
 }
 
 // Never print secrets, not even in a Debug dump of the options.
@@ -82,6 +123,8 @@ impl std::fmt::Debug for Auth {
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "[REDACTED]"))
             .field("timeout", &self.timeout)
+            .field("users", &self.users)
+            .field("no_auth_user", &self.no_auth_user)
             .finish()
     }
 }
@@ -89,7 +132,7 @@ impl std::fmt::Debug for Auth {
 impl Auth {
     /// True when clients must authenticate.
     pub fn required(&self) -> bool {
-        self.token.is_some() || self.user.is_some()
+        self.token.is_some() || self.user.is_some() || !self.users.is_empty()
     }
 }
 

@@ -37,9 +37,10 @@ pub enum ParseError {
     /// The control line is longer than `max_control_line`.
     MaxControlLine,
     /// The announced payload size is larger than `max_payload`.
-    MaxPayload,
-    /// A known operation with malformed arguments; `what` names the operation (for the log).
-    BadArgs(&'static str),
+    MaxPayload { size: usize, max: usize },
+    /// A known operation with malformed arguments. `what` is nats-server's log text for it
+    /// (`processPub Parse Error`, `processPub Bad or Missing Size`, ...), `args` what was sent.
+    BadArgs { what: &'static str, args: Bytes },
     /// The client sent `-ERR <text>`; nats-server logs it and closes.
     ClientErr(Bytes),
 }
@@ -50,8 +51,8 @@ impl ParseError {
         match self {
             ParseError::UnknownOp => Some("Unknown Protocol Operation"),
             ParseError::MaxControlLine => Some("maximum control line exceeded"),
-            ParseError::MaxPayload => Some("Maximum Payload Violation"),
-            ParseError::BadArgs(_) | ParseError::ClientErr(_) => None,
+            ParseError::MaxPayload { .. } => Some("Maximum Payload Violation"),
+            ParseError::BadArgs { .. } | ParseError::ClientErr(_) => None,
         }
     }
 }
@@ -59,12 +60,17 @@ impl ParseError {
 impl std::fmt::Display for ParseError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ParseError::UnknownOp => f.write_str("unknown protocol operation"),
+            // The texts nats-server logs for these errors.
+            ParseError::UnknownOp => f.write_str("Client parser ERROR"),
             ParseError::MaxControlLine => f.write_str("maximum control line exceeded"),
-            ParseError::MaxPayload => f.write_str("maximum payload exceeded"),
-            ParseError::BadArgs(op) => write!(f, "malformed {op} arguments"),
+            ParseError::MaxPayload { size, max } => {
+                write!(f, "maximum payload exceeded: {size} vs {max}")
+            }
+            ParseError::BadArgs { what, args } => {
+                write!(f, "{what}: \"{}\"", args.escape_ascii())
+            }
             ParseError::ClientErr(text) => {
-                write!(f, "client sent -ERR {}", String::from_utf8_lossy(text))
+                write!(f, "Client Error {}", String::from_utf8_lossy(text))
             }
         }
     }
@@ -271,7 +277,17 @@ impl Parser {
                 let mut args: [Range<usize>; MAX_ARGS] = Default::default();
                 let n = split_args(line, args_at, &mut args);
                 let hpub = kind == Kind::HPub;
-                let what = if hpub { "HPUB" } else { "PUB" };
+                let bad = |what_pub: &'static str, what_hpub: &'static str| ParseError::BadArgs {
+                    what: if hpub { what_hpub } else { what_pub },
+                    args: Bytes::copy_from_slice(trim_slice(&line[args_at..])),
+                };
+                let parse_err = || bad("processPub Parse Error", "processHeaderPub Parse Error");
+                let size_err = || {
+                    bad(
+                        "processPub Bad or Missing Size",
+                        "processHeaderPub Bad or Missing Size",
+                    )
+                };
                 let (subject, reply, hdr, size) = match (hpub, n) {
                     (false, 2) => (args[0].clone(), None, None, &args[1]),
                     (false, 3) => (args[0].clone(), Some(args[1].clone()), None, &args[2]),
@@ -282,21 +298,24 @@ impl Parser {
                         Some(&args[2]),
                         &args[3],
                     ),
-                    _ => return Err(ParseError::BadArgs(what)),
+                    _ => return Err(parse_err()),
                 };
-                let size = parse_size(&line[size.clone()]).ok_or(ParseError::BadArgs(what))?;
+                let size = parse_size(&line[size.clone()]).ok_or_else(size_err)?;
                 let hdr_len = match hdr {
                     Some(h) => {
-                        let h = parse_size(&line[h.clone()]).ok_or(ParseError::BadArgs(what))?;
+                        let h = parse_size(&line[h.clone()]).ok_or_else(size_err)?;
                         if h > size {
-                            return Err(ParseError::BadArgs(what));
+                            return Err(size_err());
                         }
                         Some(h)
                     }
                     None => None,
                 };
                 if size > self.max_payload {
-                    return Err(ParseError::MaxPayload);
+                    return Err(ParseError::MaxPayload {
+                        size,
+                        max: self.max_payload,
+                    });
                 }
                 self.pending = Some(PendingMsg {
                     line_len,
@@ -313,7 +332,12 @@ impl Parser {
                 let (subject, queue, sid) = match n {
                     2 => (args[0].clone(), None, args[1].clone()),
                     3 => (args[0].clone(), Some(args[1].clone()), args[2].clone()),
-                    _ => return Err(ParseError::BadArgs("SUB")),
+                    _ => {
+                        return Err(ParseError::BadArgs {
+                            what: "processSub Parse Error",
+                            args: Bytes::copy_from_slice(trim_slice(&line[args_at..])),
+                        })
+                    }
                 };
                 let line = buf.split_to(line_len).freeze();
                 Ok(Some(Op::Sub {
@@ -328,7 +352,12 @@ impl Parser {
                 let (sid, max) = match n {
                     1 => (args[0].clone(), None),
                     2 => (args[0].clone(), parse_size(&line[args[1].clone()])),
-                    _ => return Err(ParseError::BadArgs("UNSUB")),
+                    _ => {
+                        return Err(ParseError::BadArgs {
+                            what: "processUnsub Parse Error",
+                            args: Bytes::copy_from_slice(trim_slice(&line[args_at..])),
+                        })
+                    }
                 };
                 let line = buf.split_to(line_len).freeze();
                 Ok(Some(Op::Unsub {
@@ -438,6 +467,10 @@ fn split_args(line: &[u8], from: usize, out: &mut [Range<usize>; MAX_ARGS]) -> u
         n += 1;
     }
     n
+}
+
+fn trim_slice(s: &[u8]) -> &[u8] {
+    &s[trim(s)]
 }
 
 fn trim(s: &[u8]) -> Range<usize> {
@@ -636,6 +669,23 @@ PONG\r\n+OK\r\nPUB\tx\t\t3\r\nabc\r\n";
         );
     }
 
+    fn assert_bad(input: &[u8], op: &str) {
+        let func = match op {
+            "PUB" => "processPub ",
+            "HPUB" => "processHeaderPub ",
+            "SUB" => "processSub ",
+            _ => "processUnsub ",
+        };
+        match err(input) {
+            ParseError::BadArgs { what, .. } => assert!(
+                what.starts_with(func),
+                "{what} for {:?}",
+                String::from_utf8_lossy(input)
+            ),
+            other => panic!("{other:?} for {:?}", String::from_utf8_lossy(input)),
+        }
+    }
+
     #[test]
     fn errors_match_nats_server() {
         assert_eq!(err(b"FOO\r\n"), ParseError::UnknownOp);
@@ -647,17 +697,29 @@ PONG\r\n+OK\r\nPUB\tx\t\t3\r\nabc\r\n";
         assert_eq!(err(b"PUB foo 3\r\nabcd\r\n"), ParseError::UnknownOp);
         assert_eq!(err(b"PUB foo 2\r\nabXYPING\r\n"), ParseError::UnknownOp);
         assert_eq!(err(b"PUB foo 0\r\n\r\n\r\n"), ParseError::UnknownOp);
-        assert_eq!(err(b"PUB foo\r\n"), ParseError::BadArgs("PUB"));
-        assert_eq!(err(b"PUB foo x\r\n"), ParseError::BadArgs("PUB"));
-        assert_eq!(err(b"PUB foo -1\r\n"), ParseError::BadArgs("PUB"));
-        assert_eq!(err(b"PUB foo a b c\r\n"), ParseError::BadArgs("PUB"));
-        assert_eq!(err(b"PUB foo 2000000\r\n"), ParseError::MaxPayload);
-        assert_eq!(err(b"HPUB foo 5 3\r\n"), ParseError::BadArgs("HPUB"));
-        assert_eq!(err(b"HPUB foo 3\r\n"), ParseError::BadArgs("HPUB"));
-        assert_eq!(err(b"HPUB foo 2 2000000\r\n"), ParseError::MaxPayload);
-        assert_eq!(err(b"SUB foo\r\n"), ParseError::BadArgs("SUB"));
-        assert_eq!(err(b"SUB foo q 1 x\r\n"), ParseError::BadArgs("SUB"));
-        assert_eq!(err(b"UNSUB 1 2 3\r\n"), ParseError::BadArgs("UNSUB"));
+        assert_bad(b"PUB foo\r\n", "PUB");
+        assert_bad(b"PUB foo x\r\n", "PUB");
+        assert_bad(b"PUB foo -1\r\n", "PUB");
+        assert_bad(b"PUB foo a b c\r\n", "PUB");
+        assert_eq!(
+            err(b"PUB foo 2000000\r\n"),
+            ParseError::MaxPayload {
+                size: 2000000,
+                max: 1024 * 1024
+            }
+        );
+        assert_bad(b"HPUB foo 5 3\r\n", "HPUB");
+        assert_bad(b"HPUB foo 3\r\n", "HPUB");
+        assert_eq!(
+            err(b"HPUB foo 2 2000000\r\n"),
+            ParseError::MaxPayload {
+                size: 2000000,
+                max: 1024 * 1024
+            }
+        );
+        assert_bad(b"SUB foo\r\n", "SUB");
+        assert_bad(b"SUB foo q 1 x\r\n", "SUB");
+        assert_bad(b"UNSUB 1 2 3\r\n", "UNSUB");
         assert_eq!(
             err(b"-ERR 'x'\r\n"),
             ParseError::ClientErr(Bytes::from_static(b"'x'"))
@@ -665,6 +727,18 @@ PONG\r\n+OK\r\nPUB\tx\t\t3\r\nabc\r\n";
         assert_eq!(
             ParseError::UnknownOp.wire_text(),
             Some("Unknown Protocol Operation")
+        );
+        assert_eq!(
+            err(b"PUB foo x\r\n").to_string(),
+            "processPub Bad or Missing Size: \"foo x\""
+        );
+        assert_eq!(
+            err(b"SUB foo\r\n").to_string(),
+            "processSub Parse Error: \"foo\""
+        );
+        assert_eq!(
+            err(b"PUB foo 2000000\r\n").to_string(),
+            "maximum payload exceeded: 2000000 vs 1048576"
         );
         // Unknown ops are reported before their line ends (no buffering of garbage).
         assert_eq!(feed(b"XYZ", &[]).1, Some(ParseError::UnknownOp));

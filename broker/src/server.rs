@@ -44,11 +44,22 @@ pub struct Stats {
     pub total_connections: AtomicU64,
 }
 
+/// An account: its own subject space. Clients of different accounts never see each other's
+/// messages. Without `accounts {}` in the config everyone is in the global account `$G`.
+pub struct Account {
+    pub name: String,
+    pub(crate) sublist: Sublist<SubRef>,
+}
+
+/// nats-server's name for the global account.
+pub const GLOBAL_ACCOUNT: &str = "$G";
+
 /// The shared state behind a `Server` handle.
 pub struct ServerInner {
     opts: RwLock<Arc<Options>>,
     opts_gen: AtomicU64,
-    pub(crate) sublist: Sublist<SubRef>,
+    pub(crate) global: Arc<Account>,
+    accounts: Mutex<HashMap<String, Arc<Account>>>,
     pub(crate) stats: Arc<Stats>,
     clients: Mutex<HashMap<u64, Arc<ClientShared>>>,
     next_cid: AtomicU64,
@@ -119,6 +130,25 @@ impl ServerInner {
         };
         let json = serde_json::to_string(&info).expect("INFO is always serialisable");
         format!("INFO {json} \r\n")
+    }
+
+    /// The named account (created on first use), or the global one.
+    pub(crate) fn account(&self, name: Option<&str>) -> Arc<Account> {
+        match name {
+            None => self.global.clone(),
+            Some(n) if n == GLOBAL_ACCOUNT => self.global.clone(),
+            Some(n) => self
+                .accounts
+                .lock()
+                .entry(n.to_string())
+                .or_insert_with(|| {
+                    Arc::new(Account {
+                        name: n.to_string(),
+                        sublist: Sublist::new(),
+                    })
+                })
+                .clone(),
+        }
     }
 
     pub(crate) fn max_connections_exceeded(&self, opts: &Options) -> bool {
@@ -234,7 +264,11 @@ impl Server {
         let inner = Arc::new(ServerInner {
             opts: RwLock::new(Arc::new(opts)),
             opts_gen: AtomicU64::new(0),
-            sublist: Sublist::new(),
+            global: Arc::new(Account {
+                name: GLOBAL_ACCOUNT.to_string(),
+                sublist: Sublist::new(),
+            }),
+            accounts: Mutex::new(HashMap::new()),
             stats: Arc::new(Stats::default()),
             clients: Mutex::new(HashMap::new()),
             next_cid: AtomicU64::new(1),
@@ -283,7 +317,14 @@ impl Server {
     }
 
     pub fn num_subscriptions(&self) -> usize {
-        self.inner.sublist.count()
+        self.inner.global.sublist.count()
+            + self
+                .inner
+                .accounts
+                .lock()
+                .values()
+                .map(|a| a.sublist.count())
+                .sum::<usize>()
     }
 
     /// Per-connection views, ordered by client id (for /connz).
@@ -406,7 +447,7 @@ impl Server {
             })
             .await;
             crate::log_info!("Server Exiting..");
-            let _ = inner.done.send(true);
+            inner.done.send_replace(true);
         });
     }
 
@@ -610,5 +651,347 @@ mod tests {
         assert_eq!(m.headers.unwrap().get("K").unwrap().as_str(), "v");
         assert_eq!(&m.payload[..], &big[..]);
         assert!(s.stats().in_msgs.load(Ordering::Relaxed) >= 22);
+    }
+
+    #[tokio::test]
+    async fn token_auth_and_violation() {
+        let s = start(|o| o.auth.token = Some("s3cr3t".into())).await;
+        let mut c = Raw::connect(&s).await;
+        assert!(c.info.contains("\"auth_required\":true"), "{}", c.info);
+        c.send(b"CONNECT {\"auth_token\":\"wrong\"}\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Authorization Violation'\r\n");
+        assert!(c.eof().await);
+        let mut c = Raw::connect(&s).await;
+        c.send(b"PING\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Authorization Violation'\r\n");
+        let ok = async_nats::ConnectOptions::with_token("s3cr3t".into())
+            .connect(url(&s))
+            .await
+            .unwrap();
+        ok.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn user_password_and_auth_timeout() {
+        let s = start(|o| {
+            o.auth.user = Some("derek".into());
+            o.auth.password = Some("pw".into());
+            o.auth.timeout = Duration::from_millis(200);
+        })
+        .await;
+        let c = async_nats::ConnectOptions::with_user_and_password("derek".into(), "pw".into())
+            .connect(url(&s))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+        let mut raw = Raw::connect(&s).await;
+        raw.send(b"CONNECT {\"user\":\"derek\",\"pass\":\"nope\"}\r\n")
+            .await;
+        assert_eq!(raw.line().await, "-ERR 'Authorization Violation'\r\n");
+        let mut idle = Raw::connect(&s).await;
+        assert_eq!(idle.line().await, "-ERR 'Authentication Timeout'\r\n");
+        assert!(idle.eof().await);
+    }
+
+    #[tokio::test]
+    async fn verbose_echo_unsub_max() {
+        let s = start(|_| {}).await;
+        let mut c = Raw::connect(&s).await;
+        c.send(
+            b"CONNECT {\"verbose\":true,\"echo\":false}\r\nSUB foo 1\r\nPUB foo 1\r\na\r\nPING\r\n",
+        )
+        .await;
+        for _ in 0..3 {
+            assert_eq!(c.line().await, "+OK\r\n");
+        }
+        assert_eq!(
+            c.line().await,
+            "PONG\r\n",
+            "echo:false must suppress own messages"
+        );
+        let mut d = Raw::connect(&s).await;
+        d.send(b"CONNECT {\"verbose\":false}\r\nSUB bar 7\r\nUNSUB 7 2\r\nPING\r\n")
+            .await;
+        assert_eq!(d.line().await, "PONG\r\n");
+        c.send(b"PUB bar 1\r\n1\r\nPUB bar 1\r\n2\r\nPUB bar 1\r\n3\r\n")
+            .await;
+        d.send(b"PING\r\n").await;
+        assert_eq!(d.line().await, "MSG bar 7 1\r\n");
+        assert_eq!(d.line().await, "1\r\n");
+        assert_eq!(d.line().await, "MSG bar 7 1\r\n");
+        assert_eq!(d.line().await, "2\r\n");
+        // The third message is past max; the sid is gone.
+        assert_eq!(d.line().await, "PONG\r\n");
+        assert_eq!(s.num_subscriptions(), 1);
+    }
+
+    #[tokio::test]
+    async fn max_subscriptions_and_connections() {
+        let s = start(|o| {
+            o.max_subscriptions = 1;
+            o.max_connections = 1;
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nSUB a 1\r\nSUB b 2\r\nPING\r\n")
+            .await;
+        assert_eq!(c.line().await, "-ERR 'maximum subscriptions exceeded'\r\n");
+        assert_eq!(c.line().await, "PONG\r\n");
+        let mut over = Raw::connect(&s).await;
+        assert_eq!(over.line().await, "-ERR 'maximum connections exceeded'\r\n");
+        assert!(over.eof().await);
+    }
+
+    #[tokio::test]
+    async fn slow_consumer_is_cut_and_others_unaffected() {
+        let s = start(|o| o.max_pending = 256 * 1024).await;
+        let mut slow = Raw::connect(&s).await;
+        slow.send(b"CONNECT {\"verbose\":false}\r\nSUB foo 1\r\nPING\r\n")
+            .await;
+        assert_eq!(slow.line().await, "PONG\r\n");
+        let good = async_nats::connect(url(&s)).await.unwrap();
+        let mut sub = good.subscribe("foo").await.unwrap();
+        good.flush().await.unwrap();
+        let publ = async_nats::connect(url(&s)).await.unwrap();
+        let n = 20_000;
+        let payload = bytes::Bytes::from(vec![b'x'; 1024]);
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            while got < n {
+                sub.next().await.unwrap();
+                got += 1;
+            }
+            got
+        });
+        for _ in 0..n {
+            publ.publish("foo", payload.clone()).await.unwrap();
+        }
+        publ.flush().await.unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got, n);
+        assert!(s.stats().slow_consumers.load(Ordering::Relaxed) >= 1);
+        // The slow one gets what was already written, then EOF, and no -ERR.
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), slow.rd.read_to_end(&mut all)).await;
+        assert!(!String::from_utf8_lossy(&all).contains("-ERR"));
+    }
+
+    #[tokio::test]
+    async fn stale_connection() {
+        let s = start(|o| {
+            o.ping_interval = Duration::from_millis(100);
+            o.ping_max = 2;
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\n").await;
+        assert_eq!(c.line().await, "PING\r\n");
+        assert_eq!(c.line().await, "PING\r\n");
+        assert_eq!(c.line().await, "-ERR 'Stale Connection'\r\n");
+        assert!(c.eof().await);
+    }
+
+    #[tokio::test]
+    async fn lame_duck_then_stop() {
+        let s = start(|o| {
+            o.lame_duck_grace_period = Duration::from_millis(50);
+            o.lame_duck_duration = Duration::from_millis(300);
+        })
+        .await;
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        assert_eq!(c.line().await, "PONG\r\n");
+        s.lame_duck();
+        let info = c.line().await;
+        assert!(
+            info.starts_with("INFO ") && info.contains("\"ldm\":true"),
+            "{info}"
+        );
+        assert!(c.eof().await);
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .expect("stops");
+        assert!(tokio::net::TcpStream::connect(s.local_addr())
+            .await
+            .is_err());
+    }
+
+    #[tokio::test]
+    async fn shutdown_flushes_and_port_is_reusable() {
+        let s = start(|_| {}).await;
+        let addr = s.local_addr();
+        let mut c = Raw::connect(&s).await;
+        c.send(b"CONNECT {\"verbose\":false}\r\nPING\r\n").await;
+        assert_eq!(c.line().await, "PONG\r\n");
+        s.shutdown();
+        assert!(c.eof().await);
+        tokio::time::timeout(Duration::from_secs(5), s.wait())
+            .await
+            .expect("stops");
+        let again = start(|o| o.port = addr.port() as i32).await;
+        assert_eq!(again.local_addr().port(), addr.port());
+    }
+
+    #[tokio::test]
+    async fn split_frames_and_no_responders_exact_bytes() {
+        let s = start(|_| {}).await;
+        let mut c = Raw::connect(&s).await;
+        c.send(
+            b"CONNECT {\"verbose\":false,\"headers\":true,\"no_responders\":true}\r\nSUB rep 9\r\n",
+        )
+        .await;
+        // A PUB split across writes at awkward places.
+        for piece in [
+            &b"PU"[..],
+            b"B nothing r",
+            b"ep 0\r",
+            b"\n\r",
+            b"\nPING\r\n",
+        ] {
+            c.send(piece).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(c.line().await, "HMSG rep 9 39 39\r\n");
+        assert_eq!(c.line().await, "NATS/1.0 503\r\n");
+        assert_eq!(c.line().await, "Nats-Subject: nothing\r\n");
+        assert_eq!(c.line().await, "\r\n");
+        assert_eq!(c.line().await, "\r\n");
+        assert_eq!(c.line().await, "PONG\r\n");
+    }
+
+    #[tokio::test]
+    async fn ipv6_host() {
+        let s = start(|o| o.host = "::1".into()).await;
+        assert!(s.local_addr().is_ipv6());
+        assert_eq!(join_host_port("::1", 4222), "[::1]:4222");
+        let c = async_nats::connect(format!("nats://[::1]:{}", s.local_addr().port()))
+            .await
+            .unwrap();
+        c.flush().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn reload_applies_limits_keeps_port() {
+        let s = start(|_| {}).await;
+        let mut o = (*s.options()).clone();
+        o.max_payload = 10;
+        o.port = 1;
+        s.reload(o);
+        assert_eq!(s.options().max_payload, 10);
+        assert_eq!(s.options().port, -1, "port cannot change at runtime");
+        let mut c = Raw::connect(&s).await;
+        assert!(c.info.contains("\"max_payload\":10"), "{}", c.info);
+        c.send(b"PUB foo 11\r\n").await;
+        assert_eq!(c.line().await, "-ERR 'Maximum Payload Violation'\r\n");
+    }
+
+    #[test]
+    fn server_id_shape() {
+        let id = new_server_id();
+        assert_eq!(id.len(), 56);
+        assert!(id.starts_with('N'));
+        assert!(id
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || (b'2'..=b'7').contains(&b)));
+        assert_ne!(id, new_server_id());
+    }
+
+    fn user(
+        name: &str,
+        account: Option<&str>,
+        perms: Option<crate::options::Permissions>,
+    ) -> crate::options::User {
+        crate::options::User {
+            user: name.into(),
+            password: "p".into(),
+            account: account.map(String::from),
+            permissions: perms,
+        }
+    }
+
+    #[tokio::test]
+    async fn accounts_isolate_and_no_auth_user() {
+        let s = start(|o| {
+            o.auth.users = vec![
+                user("a1", Some("A"), None),
+                user("a2", Some("A"), None),
+                user("b1", Some("B"), None),
+            ];
+            o.auth.no_auth_user = Some("a2".into());
+        })
+        .await;
+        let mut a1 = Raw::connect(&s).await;
+        a1.send(
+            b"CONNECT {\"verbose\":false,\"user\":\"a1\",\"pass\":\"p\"}\r\nSUB x 1\r\nPING\r\n",
+        )
+        .await;
+        assert_eq!(a1.line().await, "PONG\r\n");
+        let mut b1 = Raw::connect(&s).await;
+        b1.send(
+            b"CONNECT {\"verbose\":false,\"user\":\"b1\",\"pass\":\"p\"}\r\nSUB x 1\r\nPING\r\n",
+        )
+        .await;
+        assert_eq!(b1.line().await, "PONG\r\n");
+        let mut anon = Raw::connect(&s).await;
+        anon.send(b"CONNECT {\"verbose\":false}\r\nPUB x 2\r\nhi\r\nPING\r\n")
+            .await;
+        assert_eq!(anon.line().await, "PONG\r\n");
+        b1.send(b"PUB x 1\r\nb\r\nPING\r\n").await;
+        assert_eq!(
+            b1.line().await,
+            "MSG x 1 1\r\n",
+            "b1 hears only its own account"
+        );
+        assert_eq!(b1.line().await, "b\r\n");
+        assert_eq!(b1.line().await, "PONG\r\n");
+        a1.send(b"PING\r\n").await;
+        assert_eq!(a1.line().await, "MSG x 1 2\r\n");
+        assert_eq!(a1.line().await, "hi\r\n");
+        assert_eq!(a1.line().await, "PONG\r\n");
+        assert_eq!(s.num_subscriptions(), 2);
+    }
+
+    #[tokio::test]
+    async fn permissions_violations_stay_open() {
+        use crate::options::{Permissions, SubjectPermission};
+        let perms = Permissions {
+            publish: Some(SubjectPermission {
+                allow: vec!["a.>".into()],
+                deny: vec![],
+            }),
+            subscribe: Some(SubjectPermission {
+                allow: vec!["a.>".into(), "q.>".into()],
+                deny: vec!["a.secret".into()],
+            }),
+        };
+        let s = start(|o| {
+            o.auth.users = vec![user("alice", None, Some(perms)), user("bob", None, None)]
+        })
+        .await;
+        let mut a = Raw::connect(&s).await;
+        a.send(b"CONNECT {\"verbose\":false,\"user\":\"alice\",\"pass\":\"p\"}\r\nPUB b.x 1\r\nx\r\nSUB b.x 1\r\nSUB a.secret 2\r\nSUB b.y grp 3\r\nSUB a.> 4\r\nPUB a.secret 1\r\ns\r\nPUB a.ok 1\r\ny\r\nPING\r\n").await;
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Publish to \"b.x\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"b.x\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"a.secret\"'\r\n"
+        );
+        assert_eq!(
+            a.line().await,
+            "-ERR 'Permissions Violation for Subscription to \"b.y\" using queue \"grp\"'\r\n"
+        );
+        // a.> is allowed but never delivers the denied a.secret.
+        assert_eq!(a.line().await, "MSG a.ok 4 1\r\n");
+        assert_eq!(a.line().await, "y\r\n");
+        assert_eq!(a.line().await, "PONG\r\n");
     }
 }
