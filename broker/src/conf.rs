@@ -1135,7 +1135,7 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
         let k = key.as_str();
         let v = &e.value;
         match k {
-            "token" => auth.token = Some(secret(v, k)?),
+            "token" => auth.token = Some(token(v, k)?),
             "user" | "username" => auth.user = Some(v.as_string(k)?),
             "password" | "pass" => auth.password = Some(secret(v, k)?),
             "timeout" => {
@@ -1184,21 +1184,39 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
     Ok(())
 }
 
-/// Reads a password/token. A bcrypt hash would be compared as plain text, locking everyone out
-/// with a confusing error: say so instead. The secret itself is never put in a message.
+/// Reads a password or token; the secret itself is never put in a message. A password may be a
+/// bcrypt hash (`nats server passwd`): the client handler verifies those, as nats-server does.
 fn secret(v: &Node, k: &str) -> Result<String, ConfError> {
     let s = v.as_string(k)?;
-    if s.starts_with("$2a$") || s.starts_with("$2b$") || s.starts_with("$2y$") {
-        return Err(unsupported(
-            &v.pos,
-            &format!("authorization.{}", k),
-            "a bcrypt-hashed secret",
-        ));
-    }
     if s.is_empty() {
         return Err(v.invalid(k, "must not be empty"));
     }
     Ok(s)
+}
+
+/// A token. nats-server also accepts a bcrypt-hashed token, but natsd's client handler compares
+/// tokens as plain text, so a hashed one would lock every client out with a confusing
+/// "Authorization Violation": refuse it by name instead.
+fn token(v: &Node, k: &str) -> Result<String, ConfError> {
+    let s = secret(v, k)?;
+    if looks_bcrypt(&s) {
+        return Err(unsupported(
+            &v.pos,
+            "authorization.token",
+            "a bcrypt-hashed token (a bcrypt password with user is supported)",
+        ));
+    }
+    Ok(s)
+}
+
+/// `$2a$`, `$2b$`, `$2x$` or `$2y$`: the prefixes nats-server treats as bcrypt.
+fn looks_bcrypt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() > 4
+        && b[0] == b'$'
+        && b[1] == b'2'
+        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
+        && b[3] == b'$'
 }
 
 #[cfg(test)]
@@ -1439,8 +1457,8 @@ mod tests {
                 "authorization.users",
             ),
             (
-                "authorization {\n user: a\n password: \"$2a$11$abc\"\n}\n",
-                "bcrypt",
+                "authorization {\n token: \"$2a$11$abc\"\n}\n",
+                "bcrypt-hashed token",
             ),
         ] {
             let e = opts(src).unwrap_err();
@@ -1483,6 +1501,20 @@ mod tests {
         assert!(opts("authorization { token: t, user: u, password: p }\n").is_err());
         assert!(opts("authorization { user: u }\n").is_err());
         assert!(opts("authorization: 5\n").is_err());
+    }
+
+    #[test]
+    fn bcrypt_password_is_kept_verbatim_for_the_client_handler() {
+        let hash = "$2a$04$abcdefghijklmnopqrstuuH9xl1yJ8mI2Dcz8cBWqKZ0Fb4k3eM4a";
+        let (o, _) = opts(&format!(
+            "authorization {{\n user: a\n password: \"{hash}\"\n}}\n"
+        ))
+        .unwrap();
+        assert_eq!(o.auth.password.as_deref(), Some(hash));
+        // `$2x$` is bcrypt to nats-server too, so a token with it is refused like `$2a$`.
+        let e = opts("authorization { token: \"$2x$10$abc\" }\n").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Unsupported);
+        assert!(!e.msg.contains("$2x$10$abc"));
     }
 
     #[test]

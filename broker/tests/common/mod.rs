@@ -76,6 +76,15 @@ impl Kind {
     }
 }
 
+impl Kind {
+    /// True for the real natsd binary (false for the reference, and for the natsd kind under
+    /// `NATSD_TEST_SERVER=reference`): where a test asserts natsd's own contract for a feature
+    /// natsd does not implement yet, instead of the reference behaviour.
+    pub fn is_natsd_binary(self) -> bool {
+        self == Kind::Natsd && !natsd_is_reference()
+    }
+}
+
 fn natsd_is_reference() -> bool {
     std::env::var("NATSD_TEST_SERVER").is_ok_and(|v| v.eq_ignore_ascii_case("reference"))
 }
@@ -430,6 +439,78 @@ pub fn free_port() -> u16 {
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("bind an ephemeral port")
+}
+
+/// Starts `kind` with `config` (`-p <free port> -c <file>`) and asserts the in-scope contract for
+/// a security setting natsd cannot honour yet: the process exits non-zero on its own, its log
+/// has an `[FTL]` line naming every one of `names`, it never logged that it listens, and
+/// nothing accepts connections on its port. Returns the log.
+pub fn assert_refuses_to_start(kind: Kind, config: &str, names: &[&str]) -> String {
+    let bin = kind
+        .binary()
+        .unwrap_or_else(|| panic!("{SKIP_MESSAGE} (call reference_available() first)"));
+    let dir = tempfile::tempdir().expect("create a temp dir for the server");
+    let path = dir.path().join("server.conf");
+    std::fs::write(&path, config).expect("write the server config file");
+    let port = free_port();
+    let mut child = Command::new(&bin)
+        .current_dir(dir.path())
+        .args(["-p", &port.to_string()])
+        .arg("-c")
+        .arg(&path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", bin.display()));
+    let mut stderr = child.stderr.take().expect("piped stderr");
+    let reader = std::thread::spawn(move || {
+        let mut log = String::new();
+        let _ = stderr.read_to_string(&mut log);
+        log
+    });
+    let deadline = Instant::now() + READY_TIMEOUT;
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for the server") {
+            break st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "[{}] with a setting it cannot honour, it must refuse to start, but it was still \
+                 running after {READY_TIMEOUT:?}; its log:\n{}",
+                kind.name(),
+                reader.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let log = reader.join().unwrap_or_default();
+    assert!(
+        !status.success(),
+        "[{}] must exit non-zero when it refuses to start (status {status:?}); its log:\n{log}",
+        kind.name()
+    );
+    let fatal: Vec<&str> = log.lines().filter(|l| l.contains("[FTL]")).collect();
+    for name in names {
+        assert!(
+            fatal.iter().any(|l| l.contains(name)),
+            "[{}] expected an [FTL] line naming {name:?}; its log:\n{log}",
+            kind.name()
+        );
+    }
+    assert!(
+        !log.contains("Listening for client connections") && !log.contains("Server is ready"),
+        "[{}] it refused to start but logged that it serves clients; its log:\n{log}",
+        kind.name()
+    );
+    assert!(
+        TcpStream::connect((Ipv4Addr::LOCALHOST, port)).is_err(),
+        "[{}] exited, yet something accepts connections on its port {port}",
+        kind.name()
+    );
+    log
 }
 
 /// `GET <path>` on the server's monitoring port (HTTP/1.0, so the body ends at close):
