@@ -3,7 +3,7 @@
 //! Two tasks per connection, like nats-server's readLoop/writeLoop:
 //! - the reader task reads into a reusable `BytesMut`, runs the [`Parser`] and dispatches every
 //!   op. When it publishes, it appends `MSG`/`HMSG` bytes straight into each subscriber's
-//!   [`Outbound`] buffer (under that subscriber's small mutex) and, once per read batch, wakes the
+//!   outbound buffer (under that subscriber's small mutex) and, once per read batch, wakes the
 //!   writer of every subscriber it touched: a burst of publishes becomes one `write` per subscriber.
 //! - the writer task sleeps until woken, takes everything pending in one swap and writes it with
 //!   one (vectored) write, under `write_deadline`. It also sends the keepalive PINGs.
