@@ -359,8 +359,12 @@ impl ClientShared {
     }
 
     fn touch(&self) {
-        self.last_in_ms
-            .store(self.born.elapsed().as_millis() as u64, Ordering::Relaxed);
+        // Store only when the millisecond changed: publishers read this struct on every
+        // delivery, so needless writes would bounce its cache line between cores.
+        let now = self.born.elapsed().as_millis() as u64;
+        if self.last_in_ms.load(Ordering::Relaxed) != now {
+            self.last_in_ms.store(now, Ordering::Relaxed);
+        }
     }
 
     /// Marks a slow consumer (pending bytes): counted and logged once.
