@@ -72,6 +72,8 @@ pub struct ServerInner {
     clients_gone: Notify,
     done: watch::Sender<bool>,
     started: Instant,
+    /// The runtime `start` ran on: `shutdown`/`lame_duck` may be called from any thread.
+    runtime: tokio::runtime::Handle,
 }
 
 #[derive(Clone)]
@@ -289,6 +291,7 @@ impl Server {
             clients_gone: Notify::new(),
             done,
             started: Instant::now(),
+            runtime: tokio::runtime::Handle::current(),
         });
         tokio::spawn(accept_loop(inner.clone(), listener));
         crate::log_info!("Server is ready");
@@ -400,7 +403,7 @@ impl Server {
         }
         let opts = inner.options();
         let server = self.clone();
-        tokio::spawn(async move {
+        self.inner.runtime.spawn(async move {
             let grace = opts.lame_duck_grace_period;
             let mut dur = opts.lame_duck_duration.saturating_sub(grace);
             if dur.is_zero() {
@@ -445,7 +448,7 @@ impl Server {
         for c in inner.all_clients() {
             c.close(CloseReason::ServerShutdown);
         }
-        tokio::spawn(async move {
+        self.inner.runtime.spawn(async move {
             // Writers flush within write_deadline at most; don't wait longer than that.
             let deadline = inner.options().write_deadline + Duration::from_millis(100);
             let _ = tokio::time::timeout(deadline, async {
