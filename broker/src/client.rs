@@ -54,10 +54,15 @@ const MAX_IOV: usize = 64;
 /// Flow control (nats-server's "stall"): a publisher that filled a subscriber past this many
 /// pending bytes waits, at the end of its read batch, up to [`STALL_MAX`] for that subscriber's
 /// writer to drain. It bounds memory per subscriber under a fast producer without ever blocking a
-/// publisher for long; a subscriber whose socket makes no progress is not waited for at all (it
-/// runs into max_pending or write_deadline and is cut, as nats-server does).
-const STALL_AT: usize = 1024 * 1024;
+/// publisher for long. A subscriber whose socket makes no progress is not waited for at all, and
+/// one that failed to drain in time [`STALL_GIVE_UP`] times in a row is a slow consumer: nobody
+/// waits for it any more (it runs into max_pending or write_deadline and is cut, as nats-server
+/// does), so a slow consumer costs its publishers at most a few stalls.
+const STALL_AT: usize = 256 * 1024;
+/// Most subscribers one read batch waits for.
+const STALL_TRACK: usize = 8;
 const STALL_MAX: Duration = Duration::from_millis(5);
+const STALL_GIVE_UP: u32 = 3;
 /// A writer without progress for this long counts as blocked (no stalls on its behalf).
 const STALL_PROGRESS_MS: u64 = 50;
 
@@ -150,6 +155,8 @@ pub struct ClientShared {
     last_out_ms: AtomicU64,
     writing: AtomicBool,
     drained: tokio::sync::Notify,
+    /// Stalls on this client's behalf that ran out of time in a row (see STALL_GIVE_UP).
+    stall_misses: AtomicU32,
     born: Instant,
     /// sid → subscription. Locked on SUB/UNSUB/close and auto-unsubscribe only.
     subs: Mutex<HashMap<Bytes, Arc<Subscription>>>,
@@ -474,7 +481,7 @@ struct Reader {
     /// Clients whose writers must be woken at the end of this read batch.
     to_wake: Vec<Arc<ClientShared>>,
     /// A subscriber this batch filled past STALL_AT (see there).
-    stall: Option<Arc<ClientShared>>,
+    stall: Vec<Arc<ClientShared>>,
     // Per-batch counters, added to the server totals once per read.
     in_msgs: u64,
     in_bytes: u64,
@@ -528,6 +535,7 @@ pub(crate) fn new_shared(
         last_out_ms: AtomicU64::new(0),
         writing: AtomicBool::new(false),
         drained: tokio::sync::Notify::new(),
+        stall_misses: AtomicU32::new(0),
         born: Instant::now(),
         subs: Mutex::new(HashMap::new()),
         in_msgs: AtomicU64::new(0),
@@ -566,7 +574,7 @@ impl Reader {
             cache: FnvMap::default(),
             cache_gen: u64::MAX,
             to_wake: Vec::new(),
-            stall: None,
+            stall: Vec::new(),
             in_msgs: 0,
             in_bytes: 0,
             out_msgs: 0,
@@ -642,8 +650,12 @@ impl Reader {
             if !ok {
                 return;
             }
-            if let Some(c) = self.stall.take() {
-                stall_on(&c).await;
+            if !self.stall.is_empty() {
+                // One deadline for all of them: a batch never waits more than STALL_MAX.
+                let deadline = tokio::time::Instant::now() + STALL_MAX;
+                for c in self.stall.drain(..) {
+                    stall_on(&c, deadline).await;
+                }
             }
             // Not streaming (the read did not fill the buffer) and nothing partial left: hold no
             // read buffer, so idle connections stay small even after a burst.
@@ -1183,8 +1195,12 @@ impl Reader {
                 client.slow_consumer_pending(max_pending);
                 return false;
             }
-            if out.pending > STALL_AT && !own && self.stall.is_none() {
-                self.stall = Some(client.clone());
+            if out.pending > STALL_AT
+                && !own
+                && self.stall.len() < STALL_TRACK
+                && !self.stall.iter().any(|c| Arc::ptr_eq(c, client))
+            {
+                self.stall.push(client.clone());
             }
             if !out.flush_scheduled {
                 out.flush_scheduled = true;
@@ -1421,8 +1437,10 @@ fn redact_connect(json: &[u8]) -> String {
 }
 
 /// Waits (bounded) for a subscriber's writer to drain below STALL_AT, if it is making progress.
-async fn stall_on(c: &ClientShared) {
-    let deadline = tokio::time::Instant::now() + STALL_MAX;
+async fn stall_on(c: &ClientShared, deadline: tokio::time::Instant) {
+    if c.stall_misses.load(Ordering::Relaxed) >= STALL_GIVE_UP {
+        return;
+    }
     loop {
         let drained = c.drained.notified();
         tokio::pin!(drained);
@@ -1431,10 +1449,18 @@ async fn stall_on(c: &ClientShared) {
         let now_ms = c.born.elapsed().as_millis() as u64;
         let blocked = c.writing.load(Ordering::Relaxed)
             && now_ms.saturating_sub(c.last_out_ms.load(Ordering::Relaxed)) > STALL_PROGRESS_MS;
-        if pending <= STALL_AT || blocked || c.is_closed() {
+        if pending <= STALL_AT {
+            // Drained in time: a fast consumer that was only momentarily behind.
+            if c.stall_misses.load(Ordering::Relaxed) != 0 {
+                c.stall_misses.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        if blocked || c.is_closed() {
             return;
         }
         if tokio::time::timeout_at(deadline, drained).await.is_err() {
+            c.stall_misses.fetch_add(1, Ordering::Relaxed);
             return;
         }
     }
@@ -1490,7 +1516,15 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerIn
             match res {
                 Ok(()) => {
                     me.writing.store(false, Ordering::Relaxed);
-                    me.out.lock().pending -= total;
+                    let left = {
+                        let mut out = me.out.lock();
+                        out.pending -= total;
+                        out.pending
+                    };
+                    if left < STALL_AT / 2 && me.stall_misses.load(Ordering::Relaxed) != 0 {
+                        // Caught up: it may be waited for again.
+                        me.stall_misses.store(0, Ordering::Relaxed);
+                    }
                     me.drained.notify_waiters();
                 }
                 Err(None) => {
