@@ -1029,4 +1029,21 @@ mod tests {
         a.send(b"PING\r\n").await;
         assert_eq!(a.line().await, "PONG\r\n", "a is still allowed");
     }
+
+    #[tokio::test]
+    async fn headers_stripped_for_a_subscriber_without_headers() {
+        let s = start(|_| {}).await;
+        let mut sub = Raw::connect(&s).await;
+        sub.send(b"CONNECT {\"verbose\":false,\"headers\":false}\r\nSUB h 1\r\nPING\r\n")
+            .await;
+        assert_eq!(sub.line().await, "PONG\r\n");
+        let mut publ = Raw::connect(&s).await;
+        publ.send(b"CONNECT {\"verbose\":false,\"headers\":true}\r\nHPUB h r 12 14\r\nNATS/1.0\r\n\r\nhi\r\nHPUB h 02 2\r\n\r\n\r\nPING\r\n").await;
+        assert_eq!(publ.line().await, "PONG\r\n");
+        // As nats-server: MSG with the payload only, its size recomputed.
+        assert_eq!(sub.line().await, "MSG h 1 r 2\r\n");
+        assert_eq!(sub.line().await, "hi\r\n");
+        assert_eq!(sub.line().await, "MSG h 1 0\r\n");
+        assert_eq!(sub.line().await, "\r\n");
+    }
 }
