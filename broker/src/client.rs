@@ -49,6 +49,10 @@ const IDLE_KEEP: usize = 2048;
 const FIRST_PING: Duration = Duration::from_secs(2);
 /// Entries in the per-client subject → match-result cache before it is reset.
 const CACHE_MAX: usize = 512;
+/// A read batch writes a small pending output straight to the socket itself instead of waking
+/// the writer task (nats-server's flushClients): one task wakeup less per request/reply hop.
+/// Bigger batches go to the writer tasks, which run in parallel with the publisher.
+const DIRECT_MAX: usize = 8 * 1024;
 /// Most iovecs handed to one writev.
 const MAX_IOV: usize = 64;
 /// Flow control (nats-server's "stall"): a publisher that filled a subscriber past this many
@@ -130,6 +134,11 @@ struct Outbound {
     discard: bool,
     out_msgs: u64,
     out_bytes: u64,
+    /// The socket's write half, shared with the writer task for direct flushes (see
+    /// `flush_direct`); taken away when the writer ends so that its drop closes the socket.
+    wr: Option<Arc<OwnedWriteHalf>>,
+    /// The writer task has a batch in flight: nobody else may write now (ordering).
+    busy: bool,
 }
 
 /// What other connections (publishers, the server) may touch of a client.
@@ -355,6 +364,42 @@ impl ClientShared {
         }
     }
 
+    /// The flow-control window: STALL_AT, but always well below this client's max_pending so
+    /// that publishers wait before the max_pending cut, not after.
+    fn stall_at(&self) -> usize {
+        STALL_AT.min(self.max_pending.load(Ordering::Relaxed) / 2)
+    }
+
+    /// Writes a small pending output right here (non-blocking) when the writer task is idle.
+    /// True when everything went out, so the writer need not be woken. Holding `out` during
+    /// the write keeps the order: nothing can be appended or taken meanwhile.
+    fn flush_direct(&self) -> bool {
+        let mut out = self.out.lock();
+        let o = &mut *out;
+        if o.busy || o.closed || !o.segs.is_empty() || o.buf.is_empty() || o.buf.len() > DIRECT_MAX
+        {
+            return o.buf.is_empty() && o.segs.is_empty() && !o.closed;
+        }
+        let Some(wr) = o.wr.as_ref() else {
+            return false;
+        };
+        match wr.try_write(&o.buf) {
+            Ok(n) => {
+                o.pending -= n;
+                if n == o.buf.len() {
+                    o.buf.clear();
+                    o.flush_scheduled = false;
+                    true
+                } else {
+                    bytes::Buf::advance(&mut o.buf, n);
+                    false
+                }
+            }
+            // WouldBlock or an error: the writer task takes over (and reports errors).
+            Err(_) => false,
+        }
+    }
+
     /// Tells the reader that the configuration was reloaded.
     pub fn notify_reload(&self) {
         self.reload.notify_one();
@@ -495,6 +540,8 @@ struct Reader {
 pub(crate) async fn run(srv: Arc<ServerInner>, me: Arc<ClientShared>, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let (rd, wr) = stream.into_split();
+    let wr = Arc::new(wr);
+    me.out.lock().wr = Some(wr.clone());
     let opts = srv.options();
     me.send(srv.info_json(&me, false).as_bytes());
     let writer = tokio::spawn(write_loop(me.clone(), wr, srv.clone()));
@@ -1195,7 +1242,7 @@ impl Reader {
                 client.slow_consumer_pending(max_pending);
                 return false;
             }
-            if out.pending > STALL_AT
+            if out.pending > client.stall_at()
                 && !own
                 && self.stall.len() < STALL_TRACK
                 && !self.stall.iter().any(|c| Arc::ptr_eq(c, client))
@@ -1299,7 +1346,9 @@ impl Reader {
     /// End of one read batch: wake the writers touched, add counters to the server totals.
     fn end_batch(&mut self) {
         for c in self.to_wake.drain(..) {
-            c.wake.notify_one();
+            if !c.flush_direct() {
+                c.wake.notify_one();
+            }
         }
         if self.in_msgs > 0 {
             self.me.in_msgs.fetch_add(self.in_msgs, Ordering::Relaxed);
@@ -1328,7 +1377,9 @@ impl Reader {
             self.out_bytes = 0;
         }
         // Own output (PONG, +OK, echo) was queued with flush_scheduled set but not woken.
-        self.me.wake.notify_one();
+        if !self.me.flush_direct() {
+            self.me.wake.notify_one();
+        }
     }
 
     /// Removes every subscription of this connection.
@@ -1449,7 +1500,7 @@ async fn stall_on(c: &ClientShared, deadline: tokio::time::Instant) {
         let now_ms = c.born.elapsed().as_millis() as u64;
         let blocked = c.writing.load(Ordering::Relaxed)
             && now_ms.saturating_sub(c.last_out_ms.load(Ordering::Relaxed)) > STALL_PROGRESS_MS;
-        if pending <= STALL_AT {
+        if pending <= c.stall_at() {
             // Drained in time: a fast consumer that was only momentarily behind.
             if c.stall_misses.load(Ordering::Relaxed) != 0 {
                 c.stall_misses.store(0, Ordering::Relaxed);
@@ -1474,7 +1525,13 @@ async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
 }
 
 /// The writer task: flushes the outbound buffer in batches and sends keepalive PINGs.
-async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerInner>) {
+async fn write_loop(me: Arc<ClientShared>, wr: Arc<OwnedWriteHalf>, srv: Arc<ServerInner>) {
+    write_loop_inner(&me, &wr, srv).await;
+    // The last reference to the write half is ours now: dropping it sends FIN.
+    me.out.lock().wr = None;
+}
+
+async fn write_loop_inner(me: &Arc<ClientShared>, wr: &OwnedWriteHalf, srv: Arc<ServerInner>) {
     let mut spare = BytesMut::new();
     let mut segs: Vec<Bytes> = Vec::new();
     let opts = srv.options();
@@ -1497,6 +1554,7 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerIn
             out.flush_scheduled = false;
             std::mem::swap(&mut out.buf, &mut spare);
             std::mem::swap(&mut out.segs, &mut segs);
+            out.busy = !spare.is_empty() || !segs.is_empty();
             (out.closed, out.discard)
         };
         if discard {
@@ -1509,9 +1567,9 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerIn
                 .store(me.born.elapsed().as_millis() as u64, Ordering::Relaxed);
             me.writing.store(true, Ordering::Relaxed);
             let res = tokio::select! {
-                r = write_all(&wr, &segs, &spare) => r.map_err(Some),
+                r = write_all(wr, &segs, &spare) => r.map_err(Some),
                 _ = tokio::time::sleep(write_deadline) => Err(None),
-                _ = wait_discard(&me) => return,
+                _ = wait_discard(me) => return,
             };
             match res {
                 Ok(()) => {
@@ -1519,9 +1577,10 @@ async fn write_loop(me: Arc<ClientShared>, wr: OwnedWriteHalf, srv: Arc<ServerIn
                     let left = {
                         let mut out = me.out.lock();
                         out.pending -= total;
+                        out.busy = false;
                         out.pending
                     };
-                    if left < STALL_AT / 2 && me.stall_misses.load(Ordering::Relaxed) != 0 {
+                    if left < me.stall_at() / 2 && me.stall_misses.load(Ordering::Relaxed) != 0 {
                         // Caught up: it may be waited for again.
                         me.stall_misses.store(0, Ordering::Relaxed);
                     }
