@@ -3,16 +3,19 @@
 //! Two tasks per connection, like nats-server's readLoop/writeLoop:
 //! - the reader task reads into a reusable `BytesMut`, runs the [`Parser`] and dispatches every
 //!   op. When it publishes, it appends `MSG`/`HMSG` bytes straight into each subscriber's
-//!   outbound buffer (under that subscriber's small mutex) and, once per read batch, wakes the
-//!   writer of every subscriber it touched: a burst of publishes becomes one `write` per subscriber.
+//!   outbound buffer (under that subscriber's small mutex) and, once per read batch, flushes every
+//!   subscriber it touched: a burst of publishes becomes one `write` per subscriber. A small
+//!   output is written right there with a non-blocking write when that subscriber's writer is
+//!   idle (saves a task wakeup per request/reply hop); anything else wakes the writer.
 //! - the writer task sleeps until woken, takes everything pending in one swap and writes it with
 //!   one (vectored) write, under `write_deadline`. It also sends the keepalive PINGs.
 //!
 //! All bytes the server sends to a client (INFO, +OK, -ERR, PONG, messages) go through the same
 //! outbound buffer, so they stay in order and a slow socket never blocks a publisher: a publisher
-//! only ever takes the subscriber's mutex for a memcpy. A subscriber whose unwritten bytes exceed
-//! `max_pending`, or whose writes stall past `write_deadline`, is a slow consumer: it is closed
-//! without `-ERR`, counted and logged, exactly as nats-server does.
+//! only takes the subscriber's mutex for a memcpy (or one non-blocking write), and waits for a
+//! subscriber at most a few milliseconds of flow control (see `STALL_AT`). A subscriber whose
+//! unwritten bytes exceed `max_pending`, or whose writes stall past `write_deadline`, is a slow
+//! consumer: it is closed without `-ERR`, counted and logged, exactly as nats-server does.
 //!
 //! Payloads: up to [`SHARE_MIN`] bytes they are copied into the subscriber's buffer (a memcpy of a
 //! few hundred bytes is cheaper than a refcount plus an extra iovec, and it lets the publisher's
