@@ -262,42 +262,22 @@ fn install(stage: tempfile::TempDir, out_dir: &Path, parent: &Path) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::X86_64_BIN;
-    use crate::pkg::{Account, Message, MessageKind, PackageFile, PackageSpec};
+    use crate::pkg::{Message, MessageKind, PackageFile, PackageSpec};
     use crate::target::Target;
+    use crate::test_support::{assert_sh_parses, branded, natsd_spec, X86_64_BIN};
 
     const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
     /// A package built from the real pkg/ inputs and the FreeBSD x86_64 test binary.
     fn spec() -> PackageSpec {
-        let mut bin = X86_64_BIN.to_vec();
-        crate::elf::brand_bytes(&mut bin).unwrap();
         let read = |p: &str| fs::read(Path::new(ROOT).join(p)).unwrap();
-        PackageSpec {
-            name: "natsd".into(),
-            version: "0.1.0".into(),
-            origin: "net/natsd".into(),
-            comment: "Small NATS broker".into(),
-            desc: "natsd".into(),
-            maintainer: "natspkg@users.noreply.github.com".into(),
-            www: "https://github.com/natspkg/natspkg".into(),
-            prefix: "/usr/local".into(),
-            target: Target::X86_64,
-            freebsd_major: 14,
-            licenses: vec!["APACHE20".into()],
-            categories: vec!["net".into()],
-            conflicts: vec!["nats-server-*".into()],
-            account: Some(Account {
-                user: "nats".into(),
-                group: "nats".into(),
-                uid: 305,
-                gid: 305,
-                gecos: "NATS Daemon".into(),
-            }),
-            files: vec![
+        natsd_spec(
+            Target::X86_64,
+            "natsd",
+            vec![
                 PackageFile {
                     path: "/usr/local/bin/natsd".into(),
-                    contents: bin,
+                    contents: branded(X86_64_BIN),
                     mode: 0o755,
                     sample: false,
                 },
@@ -314,12 +294,11 @@ mod tests {
                     sample: true,
                 },
             ],
-            messages: vec![Message {
+            vec![Message {
                 text: String::from_utf8(read("pkg/pkg-message")).unwrap(),
                 kind: MessageKind::Install,
             }],
-            mtime: 1_700_000_000,
-        }
+        )
     }
 
     fn package(dir: &Path) -> PathBuf {
@@ -426,15 +405,7 @@ mod tests {
         let mut n = 0;
         for l in bf.lines().filter_map(|l| l.strip_prefix("CMD ")) {
             n += 1;
-            let o = std::process::Command::new("/bin/sh")
-                .args(["-n", "-c", l])
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "{l}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_sh_parses(l, l);
         }
         assert!(n >= 5, "{n} CMD lines");
     }
