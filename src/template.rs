@@ -41,7 +41,19 @@ pub const REQUIRED_FILES: &[&str] = &["/usr/local/bin/natsd", "/usr/local/etc/rc
 /// temp dir beside it + rename; a failure leaves nothing half-written): Bastillefile, `files/<pkg file name>`,
 /// README.md. Refuses a package that pkg::verify rejects. Lints its own Bastillefile (bug = error). Returns out_dir.
 pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
-    let report = pkg::verify(package);
+    let (report, bytes) = pkg::verify_read(package);
+    emit_verified(package, &bytes.unwrap_or_default(), &report, out_dir)
+}
+
+/// [`emit`] for a package already read and verified: `report` is what [`pkg::verify_read`] said
+/// about `bytes`, the contents of `package` (`natspkg build` verifies each package it writes, and
+/// need not read and verify it again here).
+pub fn emit_verified(
+    package: &Path,
+    bytes: &[u8],
+    report: &pkg::Report,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     if !report.is_ok() {
         bail!(
             "refusing to make a template from a broken package; rebuild it with `natspkg build`.\n{report}"
@@ -81,7 +93,6 @@ pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
             missing.join(" and ")
         );
     }
-    let bytes = fs::read(package).with_context(|| format!("cannot read {}", package.display()))?;
     let pkg_file = format!("{name}-{version}.pkg");
     let vars: &[(&str, &str)] = &[
         ("PKG_NAME", name),
@@ -96,7 +107,7 @@ pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
     let files: [(PathBuf, &[u8]); 4] = [
         ("Bastillefile".into(), bastillefile.as_bytes()),
         ("README.md".into(), readme.as_bytes()),
-        (Path::new("files").join(&pkg_file), &bytes),
+        (Path::new("files").join(&pkg_file), bytes),
         (Path::new("files").join("nats.conf"), nats_conf.as_bytes()),
     ];
 

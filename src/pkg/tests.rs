@@ -920,3 +920,20 @@ fn elf_inspect_never_panics_on_corrupted_headers() {
         }
     }
 }
+
+#[test]
+fn verify_read_hands_back_the_bytes_it_checked() {
+    let (d, path, bytes) = write(&spec(Target::X86_64));
+    let (report, data) = verify_read(&path);
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report, verify(&path));
+    assert_eq!(data.as_deref(), Some(bytes.as_slice()));
+
+    let missing = d.path().join("absent.pkg");
+    let (report, data) = verify_read(&missing);
+    assert!(data.is_none());
+    assert!(
+        report.problems.len() == 1 && report.problems[0].starts_with("cannot read the file: "),
+        "{report}"
+    );
+}
