@@ -346,22 +346,25 @@ pub fn package(
     let spec = pkg::PackageSpec::from_meta(meta, &bin, target, freebsd_major, mtime)?;
     let dir = out_dir.join(target.triple());
     let path = pkg::write_package(&spec, &dir)?;
-    let report = pkg::verify(&path);
-    if !report.is_ok() {
-        // Never leave a package behind that we would not install ourselves.
-        let _ = std::fs::remove_file(&path);
-        bail!("the written package failed verification (removed):\n{report}");
-    }
-    let bytes = std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (report, bytes) = pkg::verify_read(&path);
+    let bytes = match bytes {
+        Some(b) if report.is_ok() => b,
+        _ => {
+            // Never leave a package behind that we would not install ourselves.
+            let _ = std::fs::remove_file(&path);
+            bail!("the written package failed verification (removed):\n{report}");
+        }
+    };
     step.done(human_size(bytes.len() as u64));
 
     let step = progress.step(format!("emitting the Bastille template for {target}"));
-    let template = crate::template::emit(&path, &dir.join("template")).with_context(|| {
-        format!(
-            "emitting the Bastille template for {} failed",
-            path.display()
-        )
-    })?;
+    let template = crate::template::emit_verified(&path, &bytes, &report, &dir.join("template"))
+        .with_context(|| {
+            format!(
+                "emitting the Bastille template for {} failed",
+                path.display()
+            )
+        })?;
     step.done("");
     Ok(Artefact {
         target,

@@ -278,13 +278,9 @@ pub fn brand(path: &Path) -> Result<()> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    /// `int main(void){return 0;}` linked by `zig cc -target <arch>-freebsd.14.0 -Os -s`
-    /// (see src/pkg/testdata/README.md): real FreeBSD 14 binaries, 3 KiB each.
-    pub(crate) const X86_64_BIN: &[u8] = include_bytes!("pkg/testdata/true-freebsd14-x86_64");
-    pub(crate) const AARCH64_BIN: &[u8] = include_bytes!("pkg/testdata/true-freebsd14-aarch64");
+    use crate::test_support::{AARCH64_BIN, X86_64_BIN};
 
     #[test]
     fn reads_a_real_freebsd_binary() {

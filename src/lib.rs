@@ -13,4 +13,6 @@ pub mod pkg;
 pub mod progress;
 pub mod target;
 pub mod template;
+#[cfg(test)]
+mod test_support;
 pub mod toolchain;

@@ -41,7 +41,19 @@ pub const REQUIRED_FILES: &[&str] = &["/usr/local/bin/natsd", "/usr/local/etc/rc
 /// temp dir beside it + rename; a failure leaves nothing half-written): Bastillefile, `files/<pkg file name>`,
 /// README.md. Refuses a package that pkg::verify rejects. Lints its own Bastillefile (bug = error). Returns out_dir.
 pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
-    let report = pkg::verify(package);
+    let (report, bytes) = pkg::verify_read(package);
+    emit_verified(package, &bytes.unwrap_or_default(), &report, out_dir)
+}
+
+/// [`emit`] for a package already read and verified: `report` is what [`pkg::verify_read`] said
+/// about `bytes`, the contents of `package` (`natspkg build` verifies each package it writes, and
+/// need not read and verify it again here).
+pub fn emit_verified(
+    package: &Path,
+    bytes: &[u8],
+    report: &pkg::Report,
+    out_dir: &Path,
+) -> Result<PathBuf> {
     if !report.is_ok() {
         bail!(
             "refusing to make a template from a broken package; rebuild it with `natspkg build`.\n{report}"
@@ -81,7 +93,6 @@ pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
             missing.join(" and ")
         );
     }
-    let bytes = fs::read(package).with_context(|| format!("cannot read {}", package.display()))?;
     let pkg_file = format!("{name}-{version}.pkg");
     let vars: &[(&str, &str)] = &[
         ("PKG_NAME", name),
@@ -96,7 +107,7 @@ pub fn emit(package: &Path, out_dir: &Path) -> Result<PathBuf> {
     let files: [(PathBuf, &[u8]); 4] = [
         ("Bastillefile".into(), bastillefile.as_bytes()),
         ("README.md".into(), readme.as_bytes()),
-        (Path::new("files").join(&pkg_file), &bytes),
+        (Path::new("files").join(&pkg_file), bytes),
         (Path::new("files").join("nats.conf"), nats_conf.as_bytes()),
     ];
 
@@ -262,42 +273,22 @@ fn install(stage: tempfile::TempDir, out_dir: &Path, parent: &Path) -> Result<()
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::elf::tests::X86_64_BIN;
-    use crate::pkg::{Account, Message, MessageKind, PackageFile, PackageSpec};
+    use crate::pkg::{Message, MessageKind, PackageFile, PackageSpec};
     use crate::target::Target;
+    use crate::test_support::{assert_sh_parses, branded, natsd_spec, X86_64_BIN};
 
     const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
     /// A package built from the real pkg/ inputs and the FreeBSD x86_64 test binary.
     fn spec() -> PackageSpec {
-        let mut bin = X86_64_BIN.to_vec();
-        crate::elf::brand_bytes(&mut bin).unwrap();
         let read = |p: &str| fs::read(Path::new(ROOT).join(p)).unwrap();
-        PackageSpec {
-            name: "natsd".into(),
-            version: "0.1.0".into(),
-            origin: "net/natsd".into(),
-            comment: "Small NATS broker".into(),
-            desc: "natsd".into(),
-            maintainer: "natspkg@users.noreply.github.com".into(),
-            www: "https://github.com/natspkg/natspkg".into(),
-            prefix: "/usr/local".into(),
-            target: Target::X86_64,
-            freebsd_major: 14,
-            licenses: vec!["APACHE20".into()],
-            categories: vec!["net".into()],
-            conflicts: vec!["nats-server-*".into()],
-            account: Some(Account {
-                user: "nats".into(),
-                group: "nats".into(),
-                uid: 305,
-                gid: 305,
-                gecos: "NATS Daemon".into(),
-            }),
-            files: vec![
+        natsd_spec(
+            Target::X86_64,
+            "natsd",
+            vec![
                 PackageFile {
                     path: "/usr/local/bin/natsd".into(),
-                    contents: bin,
+                    contents: branded(X86_64_BIN),
                     mode: 0o755,
                     sample: false,
                 },
@@ -314,12 +305,11 @@ mod tests {
                     sample: true,
                 },
             ],
-            messages: vec![Message {
+            vec![Message {
                 text: String::from_utf8(read("pkg/pkg-message")).unwrap(),
                 kind: MessageKind::Install,
             }],
-            mtime: 1_700_000_000,
-        }
+        )
     }
 
     fn package(dir: &Path) -> PathBuf {
@@ -426,15 +416,7 @@ mod tests {
         let mut n = 0;
         for l in bf.lines().filter_map(|l| l.strip_prefix("CMD ")) {
             n += 1;
-            let o = std::process::Command::new("/bin/sh")
-                .args(["-n", "-c", l])
-                .output()
-                .unwrap();
-            assert!(
-                o.status.success(),
-                "{l}: {}",
-                String::from_utf8_lossy(&o.stderr)
-            );
+            assert_sh_parses(l, l);
         }
         assert!(n >= 5, "{n} CMD lines");
     }

@@ -395,18 +395,10 @@ fn run_pubsub(
 
 fn run_reqrep(srv: &RunningServer, sc: &Scenario, msgs: u64, gen_cpus: usize) -> Result<Outcome> {
     let ctl = Arc::new(Control::default());
-    let responder = Conn::open(
-        srv.addr,
-        "responder",
-        &[Sub::plain(reqrep::REQUEST_SUBJECT)],
-    )?;
-    let requester = Conn::open(srv.addr, "requester", &[Sub::plain(reqrep::INBOX)])?;
-    let payload = sc.payload;
-    let c = ctl.clone();
-    let resp = std::thread::spawn(move || reqrep::respond(responder, payload, &c));
-    let warmup = (msgs / 10).clamp(1, 1000);
+    let (resp, requester) = open_reqrep(srv, sc.payload, &ctl)?;
+    let warmup = reqrep_warmup(msgs);
     let m = Measure::start(srv.pid)?;
-    let r = reqrep::request(requester, payload, warmup, msgs, &ctl);
+    let r = reqrep::request(requester, sc.payload, warmup, msgs, &ctl);
     let end = Instant::now();
     ctl.finish.store(true, SeqCst);
     if r.is_err() {
@@ -415,12 +407,48 @@ fn run_reqrep(srv: &RunningServer, sc: &Scenario, msgs: u64, gen_cpus: usize) ->
     let answered = resp.join().expect("responder thread panicked");
     let req = r?;
     answered?;
+    let tally = req.tally_tracker.tally();
+    reqrep_outcome(&m, end, req, tally, msgs, warmup, gen_cpus)
+}
+
+/// Warm-up round trips before the timed ones: a tenth of the run, 1 to 1000.
+fn reqrep_warmup(msgs: u64) -> u64 {
+    (msgs / 10).clamp(1, 1000)
+}
+
+/// Connects a responder, answering on its own thread until `ctl` says finish or abort, and the
+/// requester's connection to `srv`.
+fn open_reqrep(
+    srv: &RunningServer,
+    payload: usize,
+    ctl: &Arc<Control>,
+) -> Result<(std::thread::JoinHandle<Result<u64>>, Conn)> {
+    let responder = Conn::open(
+        srv.addr,
+        "responder",
+        &[Sub::plain(reqrep::REQUEST_SUBJECT)],
+    )?;
+    let requester = Conn::open(srv.addr, "requester", &[Sub::plain(reqrep::INBOX)])?;
+    let c = ctl.clone();
+    let resp = std::thread::spawn(move || reqrep::respond(responder, payload, &c));
+    Ok((resp, requester))
+}
+
+/// The outcome of a request/reply run. The server is measured over warm-up and timed round
+/// trips alike; throughput and latency count the timed round trips over the timed part only.
+fn reqrep_outcome(
+    m: &Measure,
+    end: Instant,
+    req: reqrep::Requested,
+    tally: Tally,
+    msgs: u64,
+    warmup: u64,
+    gen_cpus: usize,
+) -> Result<Outcome> {
     let mut rtt = req.rtt_ns;
     rtt.sort_unstable();
     let pct = |q: f64| crate::stats::percentile_sorted(&rtt, q) as f64 / 1000.0;
-    let tally = req.tally_tracker.tally();
     let mut out = m.finish(end, msgs + warmup, tally.received, gen_cpus)?;
-    // Throughput counts the timed round trips over the timed part only.
     out.msgs = msgs;
     out.secs = req.elapsed.as_secs_f64();
     out.msgs_per_sec = msgs as f64 / out.secs.max(1e-9);
@@ -457,19 +485,12 @@ pub fn run_reqrep_paired(
         measure: Measure,
         sampler: Option<RssSampler>,
     }
-    let warmup = (msgs / 10).clamp(1, 1000);
+    let warmup = reqrep_warmup(msgs);
     let mut sides = Vec::with_capacity(srvs.len());
     for srv in srvs.iter() {
         let sampler = RssSampler::start(srv.pid);
         let ctl = Arc::new(Control::default());
-        let responder = Conn::open(
-            srv.addr,
-            "responder",
-            &[Sub::plain(reqrep::REQUEST_SUBJECT)],
-        )?;
-        let requester = Conn::open(srv.addr, "requester", &[Sub::plain(reqrep::INBOX)])?;
-        let (c, payload) = (ctl.clone(), sc.payload);
-        let responder = std::thread::spawn(move || reqrep::respond(responder, payload, &c));
+        let (responder, requester) = open_reqrep(srv, sc.payload, &ctl)?;
         sides.push(Side {
             ctl,
             responder: Some(responder),
@@ -524,22 +545,7 @@ pub fn run_reqrep_paired(
                 srv.name
             );
         }
-        let mut rtt = req.rtt_ns;
-        rtt.sort_unstable();
-        let pct = |q: f64| crate::stats::percentile_sorted(&rtt, q) as f64 / 1000.0;
-        let mut out = side
-            .measure
-            .finish(end, msgs + warmup, tally.received, gen_cpus)?;
-        out.msgs = msgs;
-        out.secs = req.elapsed.as_secs_f64();
-        out.msgs_per_sec = msgs as f64 / out.secs.max(1e-9);
-        out.deliveries_per_sec = out.msgs_per_sec;
-        out.latency = Some(Latency {
-            p50_us: pct(0.50),
-            p99_us: pct(0.99),
-            p999_us: pct(0.999),
-        });
-        out.tally = tally;
+        let mut out = reqrep_outcome(&side.measure, end, req, tally, msgs, warmup, gen_cpus)?;
         out.peak_rss_kib = peak;
         results.push(out);
     }

@@ -25,6 +25,7 @@
 //! pub fn write_package(spec: &PackageSpec, out_dir: &Path) -> Result<PathBuf>;
 //! pub fn mtime_from_env() -> Result<u64>;              // SOURCE_DATE_EPOCH, else DEFAULT_MTIME (0)
 //! pub fn verify(path: &Path) -> Report;                // never panics, never Err
+//! pub fn verify_read(path: &Path) -> (Report, Option<Vec<u8>>);  // and the bytes it checked
 //! pub struct Report { path, name, version, abi: Option<String>, files: Vec<String>,
 //!                     manifest: Option<Map<String, Value>>, problems: Vec<String> }
 //!     fn is_ok(&self) -> bool;  impl Display            // "path: natsd 0.1.0 (abi), 3 files: OK"
@@ -84,7 +85,7 @@ use anyhow::{anyhow, bail, Context, Result};
 pub use crate::metadata::Account;
 use crate::metadata::{PackageMeta, BINARY_SOURCE};
 use crate::target::{Target, SUPPORTED_FREEBSD};
-pub use verify::{verify, Report};
+pub use verify::{verify, verify_read, Report};
 
 /// mtime of the packaged files when `SOURCE_DATE_EPOCH` is not set: the Unix epoch, as pkg uses
 /// for its own metadata entries. Any fixed value makes builds reproducible; this one is honest

@@ -7,46 +7,21 @@ use serde_json::Value;
 
 use super::manifest::{checksum, sha256_hex, url_unescape};
 use super::*;
+use crate::test_support::{assert_sh_parses, branded, natsd_spec, AARCH64_BIN, X86_64_BIN};
 
-const X86_64_BIN: &[u8] = include_bytes!("testdata/true-freebsd14-x86_64");
-const AARCH64_BIN: &[u8] = include_bytes!("testdata/true-freebsd14-aarch64");
 const RC: &[u8] = b"#!/bin/sh\n# PROVIDE: nats\n. /etc/rc.subr\nname=nats\nrcvar=nats_enable\nload_rc_config $name\nrun_rc_command \"$1\"\n";
 const SAMPLE: &[u8] = b"listen: 0.0.0.0:4222\n";
-
-fn branded(bin: &[u8]) -> Vec<u8> {
-    let mut b = bin.to_vec();
-    crate::elf::brand_bytes(&mut b).unwrap();
-    b
-}
 
 fn spec(target: Target) -> PackageSpec {
     let bin = match target {
         Target::X86_64 => X86_64_BIN,
         Target::Aarch64 => AARCH64_BIN,
     };
-    PackageSpec {
-        name: "natsd".into(),
-        version: "0.1.0".into(),
-        origin: "net/natsd".into(),
-        comment: "Small NATS broker".into(),
-        desc: "natsd is \"small\": 100% compatible\nsecond line\twith tab".into(),
-        maintainer: "natspkg@users.noreply.github.com".into(),
-        www: "https://github.com/natspkg/natspkg".into(),
-        prefix: "/usr/local".into(),
+    natsd_spec(
         target,
-        freebsd_major: 14,
-        licenses: vec!["APACHE20".into()],
-        categories: vec!["net".into()],
-        conflicts: vec!["nats-server-*".into()],
-        account: Some(Account {
-            user: "nats".into(),
-            group: "nats".into(),
-            uid: 305,
-            gid: 305,
-            gecos: "NATS Daemon".into(),
-        }),
+        "natsd is \"small\": 100% compatible\nsecond line\twith tab",
         // Deliberately unsorted: the archive must sort them.
-        files: vec![
+        vec![
             PackageFile {
                 path: "/usr/local/etc/rc.d/nats".into(),
                 contents: RC.to_vec(),
@@ -66,12 +41,11 @@ fn spec(target: Target) -> PackageSpec {
                 sample: true,
             },
         ],
-        messages: vec![Message {
+        vec![Message {
             text: "Enable with: sysrc nats_enable=YES\n".into(),
             kind: MessageKind::Install,
         }],
-        mtime: 1_700_000_000,
-    }
+    )
 }
 
 /// (name, header, data) of every tar entry of a .pkg.
@@ -522,17 +496,7 @@ fn every_script_parses_with_sh_n() {
         ]
     );
     for (k, body) in scripts {
-        let out = std::process::Command::new("/bin/sh")
-            .arg("-n")
-            .arg("-c")
-            .arg(url_unescape(body.as_str().unwrap()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{k}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        assert_sh_parses(k, &url_unescape(body.as_str().unwrap()));
     }
 }
 
@@ -955,4 +919,21 @@ fn elf_inspect_never_panics_on_corrupted_headers() {
             let _ = crate::elf::inspect(&bin[..n]);
         }
     }
+}
+
+#[test]
+fn verify_read_hands_back_the_bytes_it_checked() {
+    let (d, path, bytes) = write(&spec(Target::X86_64));
+    let (report, data) = verify_read(&path);
+    assert!(report.is_ok(), "{report}");
+    assert_eq!(report, verify(&path));
+    assert_eq!(data.as_deref(), Some(bytes.as_slice()));
+
+    let missing = d.path().join("absent.pkg");
+    let (report, data) = verify_read(&missing);
+    assert!(data.is_none());
+    assert!(
+        report.problems.len() == 1 && report.problems[0].starts_with("cannot read the file: "),
+        "{report}"
+    );
 }

@@ -85,6 +85,12 @@ struct Archived {
 
 /// Checks the package at `path`. Unreadable or undecodable input is reported as a problem.
 pub fn verify(path: &Path) -> Report {
+    verify_read(path).0
+}
+
+/// [`verify`], also handing back the bytes it checked (`None` when the file could not be read):
+/// a caller that goes on to use the package reads it once, and uses exactly what was checked.
+pub fn verify_read(path: &Path) -> (Report, Option<Vec<u8>>) {
     let mut r = Report {
         path: path.to_path_buf(),
         ..Report::default()
@@ -93,14 +99,14 @@ pub fn verify(path: &Path) -> Report {
         Ok(d) => d,
         Err(e) => {
             r.problem(format!("cannot read the file: {e}"));
-            return r;
+            return (r, None);
         }
     };
     match decompress(&data) {
         Ok(tar) => check_archive(&tar, &mut r),
         Err(e) => r.problem(e),
     }
-    r
+    (r, Some(data))
 }
 
 /// pkg detects the compression from the content; we read gzip (what natspkg writes) and plain tar.
