@@ -1380,14 +1380,16 @@ fn parse_user(node: &Node, account: Option<&str>) -> Result<(User, Pos), ConfErr
                     "restricting users to connection types",
                 ))
             }
-            _ => return Err(err(
-                ErrorKind::UnknownKey,
-                &e.key_pos,
-                format!(
+            _ => {
+                return Err(err(
+                    ErrorKind::UnknownKey,
+                    &e.key_pos,
+                    format!(
                     "unknown field \"{}\" in a user; natsd knows user, password and permissions",
                     e.key
                 ),
-            )),
+                ))
+            }
         }
     }
     match name {
