@@ -728,8 +728,9 @@ impl Reader {
                 if self.pedantic && !valid_literal_subject(msg.subject()) {
                     self.me.send_err("Invalid Publish Subject");
                 }
-                self.ok();
+                // A permissions violation replaces the +OK (nats-server returns before sendOK).
                 if self.may_publish(msg.subject()) {
+                    self.ok();
                     self.publish(&msg);
                 }
             }

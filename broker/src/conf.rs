@@ -1271,8 +1271,17 @@ impl UserSources {
                 ));
             }
         }
+        if let Some((_, pos)) = &self.no_auth_user {
+            // The client handler lets such a client in as that user, but nats-server also drops
+            // `auth_required` from INFO and serves PING/SUB/PUB before CONNECT; natsd's INFO
+            // (server.rs) and pre-CONNECT check cannot do that yet. Refused until they match.
+            return Err(unsupported(
+                pos,
+                "no_auth_user",
+                "no_auth_user (nats-server then omits auth_required from INFO and serves commands sent before CONNECT; natsd does not match that yet)",
+            ));
+        }
         opts.auth.users = all.into_iter().map(|(u, _)| u).collect();
-        opts.auth.no_auth_user = self.no_auth_user.map(|(n, _)| n);
         Ok(())
     }
 }
@@ -1771,6 +1780,10 @@ mod tests {
             ("accounts { A { imports = [] } }\n".into(), "accounts.A.imports"),
             ("accounts { A { jetstream: enabled } }\n".into(), "accounts.A.jetstream"),
             (
+                "accounts { A { users = [ {user: a, password: b} ] } }\nno_auth_user: a\n".into(),
+                "'no_auth_user'",
+            ),
+            (
                 "authorization {\n user: a\n password: b\n permissions: { publish: [\"a.>\"] }\n}\n".into(),
                 "authorization.permissions",
             ),
@@ -1869,11 +1882,11 @@ mod tests {
     }
 
     #[test]
-    fn accounts_users_and_no_auth_user() {
+    fn accounts_users_keep_their_account() {
         let (o, _) = opts(
             "accounts {\n  A { users = [ {user: a1, password: p}, {user: a2, password: p} ] }\n  \
              B: { users: [ {user: b1, password: q, permissions: {publish: x}} ] }\n  C {}\n}\n\
-             authorization { users = [ {user: g, password: p} ], timeout: 1 }\nno_auth_user: a2\n",
+             authorization { users = [ {user: g, password: p} ], timeout: 1 }\n",
         )
         .unwrap();
         let got: Vec<(&str, Option<&str>)> = o
@@ -1892,7 +1905,7 @@ mod tests {
             ]
         );
         assert!(o.auth.users[2].permissions.is_some());
-        assert_eq!(o.auth.no_auth_user.as_deref(), Some("a2"));
+        assert_eq!(o.auth.no_auth_user, None);
         assert!(o.auth.required());
         // Accounts listed by name only hold no users.
         let (o, _) = opts("accounts = [A, B]\n").unwrap();

@@ -115,6 +115,7 @@ fn security_natsd_cannot_honour_is_fatal() {
     for (file, line, name) in [
         ("tls.conf", 4, "'tls': TLS"),
         ("nkey-user.conf", 5, "users.nkey"),
+        ("no-auth-user.conf", 6, "'no_auth_user'"),
     ] {
         let e = load(file).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported, "{}", file);
@@ -159,7 +160,7 @@ fn users_and_accounts_configs_map_onto_options() {
         .map(|u| (u.user.as_str(), u.account.as_deref()))
         .collect();
     assert_eq!(users, [("a", Some("A")), ("b", Some("B"))]);
-    assert_eq!(o.auth.no_auth_user.as_deref(), Some("a"));
+    assert_eq!(o.auth.no_auth_user, None);
 }
 
 #[test]
