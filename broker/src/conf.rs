@@ -6,8 +6,10 @@
 //!    depend on where in the text they appear.
 //! 2. [`apply`] walks the tree and sets `Options` fields. It knows which keys natsd honours, which
 //!    it accepts with a warning (features with no security meaning that natsd lacks), which are
-//!    fatal (security settings natsd cannot honour: an operator who asked for TLS or per-user
-//!    auth must never get an open server), and rejects every other key as nats-server does.
+//!    fatal (security settings natsd cannot honour: an operator who asked for TLS or NKeys
+//!    must never get an open server), and rejects every other key as nats-server does.
+//!    `authorization { users }` and `accounts { A { users } }` become `Options.auth.users`
+//!    (each user with its account and permissions), checked together as nats-server does.
 //!
 //! Scalars keep their source text (`Value::Bare`) until a key says what type it wants, because the
 //! same text means different things to different keys: `1m` is 1 000 000 bytes to `max_payload`
@@ -1907,6 +1909,9 @@ mod tests {
         assert!(o.auth.users[2].permissions.is_some());
         assert_eq!(o.auth.no_auth_user, None);
         assert!(o.auth.required());
+        // An empty users list, like nats-server's, requires nothing.
+        let (o, _) = opts("authorization { users = [] }\n").unwrap();
+        assert!(!o.auth.required());
         // Accounts listed by name only hold no users.
         let (o, _) = opts("accounts = [A, B]\n").unwrap();
         assert!(o.auth.users.is_empty() && !o.auth.required());

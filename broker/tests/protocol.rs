@@ -1435,7 +1435,7 @@ fn no_auth_user_by_reference_refused_by_natsd() {
         let srv = Server::with_config(k, &config, &[]);
         let mut a1 = srv.connect();
         assert!(
-            c_info_lacks_auth_required(&a1.info),
+            info_lacks_auth_required(&a1.info),
             "[{}] INFO: {}",
             k.name(),
             a1.info
@@ -1463,7 +1463,7 @@ fn no_auth_user_by_reference_refused_by_natsd() {
     });
 }
 
-fn c_info_lacks_auth_required(info: &serde_json::Value) -> bool {
+fn info_lacks_auth_required(info: &serde_json::Value) -> bool {
     info.get("auth_required").is_none_or(|v| v == false)
 }
 
