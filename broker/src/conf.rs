@@ -1384,6 +1384,13 @@ fn parse_user(node: &Node, account: Option<&str>) -> Result<(User, Pos), ConfErr
             "password" | "pass" => user.password = v.as_string(k)?,
             "permissions" | "permission" => user.permissions = Some(parse_permissions(v)?),
             "nkey" => return Err(unsupported(&e.key_pos, "users.nkey", "NKey authentication")),
+            "proxy_required" => {
+                return Err(unsupported(
+                    &e.key_pos,
+                    "users.proxy_required",
+                    "requiring users to connect through a trusted proxy",
+                ))
+            }
             "allowed_connection_types" | "connection_types" | "clients" => {
                 return Err(unsupported(
                     &e.key_pos,
@@ -1427,7 +1434,7 @@ fn parse_permissions(node: &Node) -> Result<Permissions, ConfError> {
         match key.as_str() {
             "pub" | "publish" | "import" => p.publish = Some(subject_permission(&e.value)?),
             "sub" | "subscribe" | "export" => p.subscribe = Some(subject_permission(&e.value)?),
-            "allow_responses" | "publish_allow_responses" | "response" | "responses" => {
+            "allow_responses" | "publish_allow_responses" => {
                 return Err(unsupported(
                     &e.key_pos,
                     &format!("permissions.{}", e.key),
@@ -1763,6 +1770,8 @@ mod tests {
                 u(", allowed_connection_types: [\"STANDARD\"]"),
                 "users.allowed_connection_types",
             ),
+            (u(", proxy_required: true"), "users.proxy_required"),
+            (u(", clients: [STANDARD]"), "users.clients"),
             (
                 u(", permissions: { allow_responses: true }"),
                 "permissions.allow_responses",
