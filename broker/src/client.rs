@@ -228,7 +228,7 @@ impl ClientPerms {
 struct Grant {
     account: Option<String>,
     permissions: Option<Permissions>,
-    /// `User "alice"` or `Token "[REDACTED]"` for log lines, as nats-server's getAuthUser.
+    /// `"A/user:alice"` (account/user) for permission log lines, as nats-server 2.15 tags them.
     who: String,
 }
 
@@ -451,7 +451,7 @@ struct Reader {
     me: Arc<ClientShared>,
     /// The account this connection publishes and subscribes in (set by CONNECT).
     acc: Arc<Account>,
-    /// For log lines about permissions (`User "alice"`).
+    /// For log lines about permissions (`"$G/user:alice"`).
     who: String,
     /// The credentials CONNECT presented and what they were granted, kept (in memory only, as
     /// nats-server does) to re-check the client when a reload changes authorization.
@@ -831,7 +831,7 @@ impl Reader {
         }
         let subj = String::from_utf8_lossy(subject);
         crate::log_error!(
-            "{}Publish Violation - {}, Subject {:?}",
+            "{}{} - Publish Violation - Subject {:?}",
             self.me.log_prefix(),
             self.who,
             subj
@@ -855,7 +855,7 @@ impl Reader {
             Some(q) => {
                 let q = String::from_utf8_lossy(q);
                 crate::log_error!(
-                    "{}Subscription Violation - {}, Subject {:?}, Queue: {:?}, SID {}",
+                    "{}{} - Subscription Violation - Subject {:?}, Queue: {:?}, SID {}",
                     self.me.log_prefix(),
                     self.who,
                     subj,
@@ -868,7 +868,7 @@ impl Reader {
             }
             None => {
                 crate::log_error!(
-                    "{}Subscription Violation - {}, Subject {:?}, SID {}",
+                    "{}{} - Subscription Violation - Subject {:?}, SID {}",
                     self.me.log_prefix(),
                     self.who,
                     subj,
@@ -1352,7 +1352,11 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
         return Some(Grant {
             account: u.account.clone(),
             permissions: u.permissions.clone(),
-            who: format!("User {:?}", u.user),
+            who: format!(
+                "\"{}/user:{}\"",
+                u.account.as_deref().unwrap_or("$G"),
+                u.user
+            ),
         });
     }
     if let Some(token) = &auth.token {
@@ -1371,7 +1375,7 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
         let u = ct_eq(given_user.as_bytes(), user.as_bytes());
         let p = password_matches(given_pass, want_pass);
         return (u & p).then(|| Grant {
-            who: format!("User {user:?}"),
+            who: format!("\"$G/user:{user}\""),
             ..Grant::default()
         });
     }

@@ -1342,6 +1342,34 @@ fn permissions_violations_keep_the_connection_open() {
                 b"MSG a.ok 4 1\r\ny\r\n",
             ]),
         );
+        // Each violation is logged with nats-server's account/user tag (never the password).
+        // (The log is read from a pipe: give its reader a moment.)
+        let lines = [
+            r#" - "$G/user:alice" - Publish Violation - Subject "b.x""#,
+            r#" - "$G/user:alice" - Subscription Violation - Subject "b.x", SID 1"#,
+            r#" - "$G/user:alice" - Subscription Violation - Subject "b.y", Queue: "grp", SID 3"#,
+        ];
+        let logged = |log: &str, line: &str| {
+            log.lines()
+                .any(|l| l.contains("[ERR]") && l.ends_with(line))
+        };
+        let deadline = Instant::now() + IO_TIMEOUT;
+        while !lines.iter().all(|l| logged(&srv.log(), l)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let log = srv.log();
+        for line in lines {
+            assert!(
+                logged(&log, line),
+                "[{}] no [ERR] line ending {line:?}; log:\n{log}",
+                k.name()
+            );
+        }
+        assert!(
+            !log.contains("\"pa\""),
+            "[{}] a password is logged",
+            k.name()
+        );
         // The denied publish reached nobody: an unrestricted user listening on b.x hears only
         // its own message.
         let mut bob = srv.connect();
