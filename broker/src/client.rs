@@ -247,7 +247,7 @@ impl ClientPerms {
 struct Grant {
     account: Option<String>,
     permissions: Option<Permissions>,
-    /// `User "alice"` or `Token "[REDACTED]"` for log lines, as nats-server's getAuthUser.
+    /// `"A/user:alice"` (account/user) for permission log lines, as nats-server 2.15 tags them.
     who: String,
 }
 
@@ -506,7 +506,7 @@ struct Reader {
     me: Arc<ClientShared>,
     /// The account this connection publishes and subscribes in (set by CONNECT).
     acc: Arc<Account>,
-    /// For log lines about permissions (`User "alice"`).
+    /// For log lines about permissions (`"$G/user:alice"`).
     who: String,
     /// The credentials CONNECT presented and what they were granted, kept (in memory only, as
     /// nats-server does) to re-check the client when a reload changes authorization.
@@ -790,8 +790,9 @@ impl Reader {
                 if self.pedantic && !valid_literal_subject(msg.subject()) {
                     self.me.send_err("Invalid Publish Subject");
                 }
-                self.ok();
+                // A permissions violation replaces the +OK (nats-server returns before sendOK).
                 if self.may_publish(msg.subject()) {
+                    self.ok();
                     self.publish(&msg);
                 }
             }
@@ -892,7 +893,7 @@ impl Reader {
         }
         let subj = String::from_utf8_lossy(subject);
         crate::log_error!(
-            "{}Publish Violation - {}, Subject {:?}",
+            "{}{} - Publish Violation - Subject {:?}",
             self.me.log_prefix(),
             self.who,
             subj
@@ -916,7 +917,7 @@ impl Reader {
             Some(q) => {
                 let q = String::from_utf8_lossy(q);
                 crate::log_error!(
-                    "{}Subscription Violation - {}, Subject {:?}, Queue: {:?}, SID {}",
+                    "{}{} - Subscription Violation - Subject {:?}, Queue: {:?}, SID {}",
                     self.me.log_prefix(),
                     self.who,
                     subj,
@@ -929,7 +930,7 @@ impl Reader {
             }
             None => {
                 crate::log_error!(
-                    "{}Subscription Violation - {}, Subject {:?}, SID {}",
+                    "{}{} - Subscription Violation - Subject {:?}, SID {}",
                     self.me.log_prefix(),
                     self.who,
                     subj,
@@ -1421,12 +1422,17 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
         return Some(Grant {
             account: u.account.clone(),
             permissions: u.permissions.clone(),
-            who: format!("User {:?}", u.user),
+            who: format!(
+                "\"{}/user:{}\"",
+                u.account.as_deref().unwrap_or("$G"),
+                u.user
+            ),
         });
     }
     if let Some(token) = &auth.token {
         let given = args.auth_token.as_deref().unwrap_or("");
-        return ct_eq(given.as_bytes(), token.as_bytes()).then(|| Grant {
+        // nats-server verifies a bcrypt-hashed token like a password.
+        return password_matches(given, token).then(|| Grant {
             who: "Token \"[REDACTED]\"".into(),
             ..Grant::default()
         });
@@ -1439,7 +1445,7 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
         let u = ct_eq(given_user.as_bytes(), user.as_bytes());
         let p = password_matches(given_pass, want_pass);
         return (u & p).then(|| Grant {
-            who: format!("User {user:?}"),
+            who: format!("\"$G/user:{user}\""),
             ..Grant::default()
         });
     }

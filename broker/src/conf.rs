@@ -6,8 +6,10 @@
 //!    depend on where in the text they appear.
 //! 2. [`apply`] walks the tree and sets `Options` fields. It knows which keys natsd honours, which
 //!    it accepts with a warning (features with no security meaning that natsd lacks), which are
-//!    fatal (security settings natsd cannot honour: an operator who asked for TLS or per-user
-//!    auth must never get an open server), and rejects every other key as nats-server does.
+//!    fatal (security settings natsd cannot honour: an operator who asked for TLS or NKeys
+//!    must never get an open server), and rejects every other key as nats-server does.
+//!    `authorization { users }` and `accounts { A { users } }` become `Options.auth.users`
+//!    (each user with its account and permissions), checked together as nats-server does.
 //!
 //! Scalars keep their source text (`Value::Bare`) until a key says what type it wants, because the
 //! same text means different things to different keys: `1m` is 1 000 000 bytes to `max_payload`
@@ -22,8 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::options::{
-    Options, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD,
-    DEFAULT_MAX_PENDING,
+    Options, Permissions, SubjectPermission, User, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_CONTROL_LINE, DEFAULT_MAX_PAYLOAD, DEFAULT_MAX_PENDING,
 };
 
 /// Deepest nesting of blocks/arrays accepted; real configs use 3 or 4 levels.
@@ -958,8 +960,6 @@ const NOT_AVAILABLE: &[(&str, &str)] = &[
 /// operator meant to keep out, so each is a fatal error naming the setting.
 const UNSUPPORTED_SECURITY: &[(&str, &str)] = &[
     ("tls", "TLS"),
-    ("accounts", "accounts"),
-    ("no_auth_user", "no_auth_user"),
     ("operator", "JWT operator mode"),
     ("operators", "JWT operator mode"),
     ("trusted", "trusted operator keys"),
@@ -1015,11 +1015,14 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
         ));
     };
     let mut warnings = Vec::new();
+    let mut users = UserSources::default();
     for e in entries.iter().filter(|e| !e.used_as_var) {
         let key = e.key.to_ascii_lowercase();
         let k = key.as_str();
         let v = &e.value;
         match k {
+            "accounts" => users.accounts = Some(apply_accounts(v)?),
+            "no_auth_user" => users.no_auth_user = Some((v.as_string(k)?, v.pos.clone())),
             "listen" => {
                 let s = v.as_string(k)?;
                 let (host, port) = split_host_port(&s).map_err(|why| v.invalid(k, why))?;
@@ -1066,7 +1069,7 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
             "ping_interval" => opts.ping_interval = v.as_duration(k)?,
             "lame_duck_duration" => opts.lame_duck_duration = v.as_duration(k)?,
             "lame_duck_grace_period" => opts.lame_duck_grace_period = v.as_duration(k)?,
-            "authorization" => apply_authorization(v, opts)?,
+            "authorization" => users.global = Some((apply_authorization(v, opts)?, v.pos.clone())),
             "logfile" | "log_file" => opts.log_file = Some(PathBuf::from(v.as_string(k)?)),
             "pid_file" | "pidfile" => opts.pid_file = Some(PathBuf::from(v.as_string(k)?)),
             "syslog" => opts.syslog = v.as_bool(k)?,
@@ -1102,6 +1105,7 @@ pub fn apply(tree: &Node, opts: &mut Options) -> Result<Vec<Warning>, ConfError>
             }
         }
     }
+    users.apply(opts)?;
     Ok(warnings)
 }
 
@@ -1118,7 +1122,10 @@ fn record_http(v: &Node, k: &str, opts: &mut Options) -> Result<(), ConfError> {
     Ok(())
 }
 
-fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError> {
+/// Parses `authorization { }` onto `opts.auth` (token, single user, timeout) and returns its
+/// `users` list (with `default_permissions` applied), which [`UserSources::apply`] merges with the
+/// users of `accounts`.
+fn apply_authorization(node: &Node, opts: &mut Options) -> Result<Vec<(User, Pos)>, ConfError> {
     let Value::Map(entries) = &node.value else {
         return Err(node.invalid(
             "authorization",
@@ -1130,12 +1137,14 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
     auth.token = None;
     auth.user = None;
     auth.password = None;
+    let mut users = Vec::new();
+    let mut default_permissions: Option<(Permissions, Pos)> = None;
     for e in entries.iter().filter(|e| !e.used_as_var) {
         let key = e.key.to_ascii_lowercase();
         let k = key.as_str();
         let v = &e.value;
         match k {
-            "token" => auth.token = Some(token(v, k)?),
+            "token" => auth.token = Some(secret(v, k)?),
             "user" | "username" => auth.user = Some(v.as_string(k)?),
             "password" | "pass" => auth.password = Some(secret(v, k)?),
             "timeout" => {
@@ -1148,11 +1157,13 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
                     Err(_) => v.as_duration(k)?,
                 };
             }
-            "users" => return Err(unsupported(&e.key_pos, "authorization.users", "multi-user authorization")),
-            "permissions" | "default_permissions" => {
-                return Err(unsupported(&e.key_pos, &format!("authorization.{}", e.key), "permissions"))
+            "users" => users = parse_users(v, None)?,
+            // nats-server: all three names mean the permissions of every listed user that has
+            // none of its own.
+            "permissions" | "default_permissions" | "default_permission" => {
+                default_permissions = Some((parse_permissions(v)?, e.key_pos.clone()))
             }
-            "auth_callout" => {
+            "auth_callout" | "auth_hook" => {
                 return Err(unsupported(&e.key_pos, "authorization.auth_callout", "auth callout"))
             }
             "nkeys" => return Err(unsupported(&e.key_pos, "authorization.nkeys", "NKey authentication")),
@@ -1161,7 +1172,7 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
                     ErrorKind::UnknownKey,
                     &e.key_pos,
                     format!(
-                        "unknown field \"{}\" in authorization; natsd knows token, user, password and timeout",
+                        "unknown field \"{}\" in authorization; natsd knows token, user, password, users, permissions and timeout",
                         e.key
                     ),
                 ))
@@ -1180,11 +1191,328 @@ fn apply_authorization(node: &Node, opts: &mut Options) -> Result<(), ConfError>
             "needs both user and password (or a token instead)",
         ));
     }
+    if let Some((perms, pos)) = default_permissions {
+        if users.is_empty() {
+            // nats-server applies these only to a `users` list and silently ignores them
+            // otherwise: a single user or token client would get full access the operator
+            // evidently did not mean to grant.
+            return Err(unsupported(
+                &pos,
+                "authorization.permissions",
+                "permissions without a users list (nats-server silently ignores them for a single user or token; put the user in 'users = [ {user, password, permissions} ]')",
+            ));
+        }
+        for (u, _) in users.iter_mut() {
+            if u.permissions.is_none() {
+                u.permissions = Some(perms.clone());
+            }
+        }
+    }
     opts.auth = auth;
+    Ok(users)
+}
+
+/// The places users come from (`authorization.users`, `accounts.*.users`) and `no_auth_user`,
+/// checked together once the whole file is read, as nats-server does.
+#[derive(Default)]
+struct UserSources {
+    global: Option<(Vec<(User, Pos)>, Pos)>,
+    accounts: Option<Vec<(User, Pos)>>,
+    no_auth_user: Option<(String, Pos)>,
+}
+
+impl UserSources {
+    fn apply(self, opts: &mut Options) -> Result<(), ConfError> {
+        let mut all: Vec<(User, Pos)> = Vec::new();
+        let block_pos = self.global.as_ref().map(|(_, p)| p.clone());
+        if let Some(acc) = self.accounts {
+            all.extend(acc);
+        }
+        if let Some((users, _)) = self.global {
+            all.extend(users);
+        }
+        for (i, (u, pos)) in all.iter().enumerate() {
+            if all[..i].iter().any(|(o, _)| o.user == u.user) {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    pos,
+                    format!("Duplicate user {:?} detected; every user name must be unique across authorization and accounts", u.user),
+                ));
+            }
+        }
+        if !all.is_empty() {
+            let pos = block_pos.as_ref().unwrap_or(&all[0].1);
+            if opts.auth.token.is_some() {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    pos,
+                    "Can not have a token and a users array; keep one",
+                ));
+            }
+            if opts.auth.user.is_some() {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    pos,
+                    "Can not have a single user/pass and a users array; add the user to the users list",
+                ));
+            }
+        }
+        if let Some((name, pos)) = &self.no_auth_user {
+            if all.is_empty() {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    pos,
+                    format!("no_auth_user: {name:?} present, but users/nkeys are not defined"),
+                ));
+            }
+            if !all.iter().any(|(u, _)| &u.user == name) {
+                return Err(err(
+                    ErrorKind::Invalid,
+                    pos,
+                    format!("no_auth_user: {name:?} not present as user or nkey in authorization block or account configuration"),
+                ));
+            }
+        }
+        if let Some((_, pos)) = &self.no_auth_user {
+            // The client handler lets such a client in as that user, but nats-server also drops
+            // `auth_required` from INFO and serves PING/SUB/PUB before CONNECT; natsd's INFO
+            // (server.rs) and pre-CONNECT check cannot do that yet. Refused until they match.
+            return Err(unsupported(
+                pos,
+                "no_auth_user",
+                "no_auth_user (nats-server then omits auth_required from INFO and serves commands sent before CONNECT; natsd does not match that yet)",
+            ));
+        }
+        opts.auth.users = all.into_iter().map(|(u, _)| u).collect();
+        Ok(())
+    }
+}
+
+/// `accounts { A { users = [...] } }` (or `accounts = [A, B]`, accounts without users).
+/// Only `users` is honoured inside an account; anything else there (imports, exports, limits,
+/// JetStream, nkey) changes who may see what, so it is refused rather than ignored.
+fn apply_accounts(node: &Node) -> Result<Vec<(User, Pos)>, ConfError> {
+    let mut users = Vec::new();
+    match &node.value {
+        Value::Array(names) => {
+            for n in names {
+                let name = n.as_string("accounts")?;
+                account_name(n, &name)?;
+            }
+        }
+        Value::Map(accounts) => {
+            for a in accounts.iter().filter(|e| !e.used_as_var) {
+                account_name(&a.value, &a.key)?;
+                let Value::Map(entries) = &a.value.value else {
+                    return Err(a.value.invalid(
+                        &format!("accounts.{}", a.key),
+                        format!(
+                            "must be a block {{ users = [...] }}, not {}",
+                            a.value.kind_name()
+                        ),
+                    ));
+                };
+                for e in entries.iter().filter(|e| !e.used_as_var) {
+                    if e.key.eq_ignore_ascii_case("users") {
+                        users.extend(parse_users(&e.value, Some(&a.key))?);
+                    } else {
+                        return Err(unsupported(
+                            &e.key_pos,
+                            &format!("accounts.{}.{}", a.key, e.key),
+                            "account settings other than users",
+                        ));
+                    }
+                }
+            }
+        }
+        _ => {
+            return Err(node.invalid(
+                "accounts",
+                format!(
+                    "must be a block {{ NAME {{ users = [...] }} }}, not {}",
+                    node.kind_name()
+                ),
+            ))
+        }
+    }
+    Ok(users)
+}
+
+fn account_name(node: &Node, name: &str) -> Result<(), ConfError> {
+    if name.is_empty() || name.contains(char::is_whitespace) {
+        return Err(node.invalid("accounts", format!("has an invalid account name {name:?}")));
+    }
     Ok(())
 }
 
-/// Reads a password or token; the secret itself is never put in a message. A password may be a
+/// A `users = [ {user, password, permissions}, ... ]` list.
+fn parse_users(node: &Node, account: Option<&str>) -> Result<Vec<(User, Pos)>, ConfError> {
+    let Value::Array(items) = &node.value else {
+        return Err(node.invalid(
+            "users",
+            format!(
+                "must be an array [ {{user, password}}, ... ], not {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    items.iter().map(|n| parse_user(n, account)).collect()
+}
+
+fn parse_user(node: &Node, account: Option<&str>) -> Result<(User, Pos), ConfError> {
+    let Value::Map(entries) = &node.value else {
+        return Err(node.invalid(
+            "users",
+            format!(
+                "entries must be blocks {{user: NAME, password: SECRET}}, not {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    let mut user = User {
+        account: account.map(str::to_string),
+        ..User::default()
+    };
+    let mut name = None;
+    for e in entries.iter().filter(|e| !e.used_as_var) {
+        let key = e.key.to_ascii_lowercase();
+        let k = key.as_str();
+        let v = &e.value;
+        match k {
+            "user" | "username" => name = Some(v.as_string(k)?),
+            // May be empty or absent, as in nats-server: then the client must send no password.
+            "password" | "pass" => user.password = v.as_string(k)?,
+            "permissions" | "permission" => user.permissions = Some(parse_permissions(v)?),
+            "nkey" => return Err(unsupported(&e.key_pos, "users.nkey", "NKey authentication")),
+            "proxy_required" => {
+                return Err(unsupported(
+                    &e.key_pos,
+                    "users.proxy_required",
+                    "requiring users to connect through a trusted proxy",
+                ))
+            }
+            "allowed_connection_types" | "connection_types" | "clients" => {
+                return Err(unsupported(
+                    &e.key_pos,
+                    &format!("users.{}", e.key),
+                    "restricting users to connection types",
+                ))
+            }
+            _ => {
+                return Err(err(
+                    ErrorKind::UnknownKey,
+                    &e.key_pos,
+                    format!(
+                    "unknown field \"{}\" in a user; natsd knows user, password and permissions",
+                    e.key
+                ),
+                ))
+            }
+        }
+    }
+    match name {
+        Some(n) if !n.is_empty() => user.user = n,
+        _ => return Err(node.invalid("users", "entry needs a user name ('user: NAME')")),
+    }
+    Ok((user, node.pos.clone()))
+}
+
+/// `permissions { publish = ..., subscribe = ... }`, with nats-server's aliases.
+fn parse_permissions(node: &Node) -> Result<Permissions, ConfError> {
+    let Value::Map(entries) = &node.value else {
+        return Err(node.invalid(
+            "permissions",
+            format!(
+                "must be a block {{ publish = ..., subscribe = ... }}, not {}",
+                node.kind_name()
+            ),
+        ));
+    };
+    let mut p = Permissions::default();
+    for e in entries.iter().filter(|e| !e.used_as_var) {
+        let key = e.key.to_ascii_lowercase();
+        match key.as_str() {
+            "pub" | "publish" | "import" => p.publish = Some(subject_permission(&e.value)?),
+            "sub" | "subscribe" | "export" => p.subscribe = Some(subject_permission(&e.value)?),
+            "allow_responses" | "publish_allow_responses" => {
+                return Err(unsupported(
+                    &e.key_pos,
+                    &format!("permissions.{}", e.key),
+                    "response permissions",
+                ))
+            }
+            _ => {
+                return Err(err(
+                    ErrorKind::UnknownKey,
+                    &e.key_pos,
+                    format!(
+                        "Unknown field \"{}\" parsing permissions; use publish and subscribe",
+                        e.key
+                    ),
+                ))
+            }
+        }
+    }
+    Ok(p)
+}
+
+/// `"a.>"`, `["a.>", "b"]` (both = allow) or `{ allow = ..., deny = ... }`.
+fn subject_permission(node: &Node) -> Result<SubjectPermission, ConfError> {
+    let mut sp = SubjectPermission::default();
+    match &node.value {
+        Value::Map(entries) => {
+            for e in entries.iter().filter(|e| !e.used_as_var) {
+                match e.key.to_ascii_lowercase().as_str() {
+                    "allow" => sp.allow = subject_list(&e.value)?,
+                    "deny" => sp.deny = subject_list(&e.value)?,
+                    _ => {
+                        return Err(err(
+                            ErrorKind::UnknownKey,
+                            &e.key_pos,
+                            format!(
+                                "Unknown field name \"{}\" parsing subject permissions, only 'allow' or 'deny' are permitted",
+                                e.key
+                            ),
+                        ))
+                    }
+                }
+            }
+        }
+        _ => sp.allow = subject_list(node)?,
+    }
+    Ok(sp)
+}
+
+fn subject_list(node: &Node) -> Result<Vec<String>, ConfError> {
+    let items: Vec<&Node> = match &node.value {
+        Value::Array(a) => a.iter().collect(),
+        _ => vec![node],
+    };
+    items
+        .into_iter()
+        .map(|n| {
+            let s = n.as_string("permissions")?;
+            if s.trim().contains(char::is_whitespace) {
+                // "subject queue": nats-server's queue permissions, which natsd's checks lack.
+                return Err(unsupported(
+                    &n.pos,
+                    &format!("permissions {s:?}"),
+                    "queue group permissions ('subject queue')",
+                ));
+            }
+            let s = s.trim().to_string();
+            if !crate::sublist::valid_subject(s.as_bytes()) {
+                return Err(n.invalid(
+                    "permissions",
+                    format!("subject {s:?} is not a valid subject"),
+                ));
+            }
+            Ok(s)
+        })
+        .collect()
+}
+
+/// Reads a password or token; the secret itself is never put in a message. Either may be a
 /// bcrypt hash (`nats server passwd`): the client handler verifies those, as nats-server does.
 fn secret(v: &Node, k: &str) -> Result<String, ConfError> {
     let s = v.as_string(k)?;
@@ -1192,31 +1520,6 @@ fn secret(v: &Node, k: &str) -> Result<String, ConfError> {
         return Err(v.invalid(k, "must not be empty"));
     }
     Ok(s)
-}
-
-/// A token. nats-server also accepts a bcrypt-hashed token, but natsd's client handler compares
-/// tokens as plain text, so a hashed one would lock every client out with a confusing
-/// "Authorization Violation": refuse it by name instead.
-fn token(v: &Node, k: &str) -> Result<String, ConfError> {
-    let s = secret(v, k)?;
-    if looks_bcrypt(&s) {
-        return Err(unsupported(
-            &v.pos,
-            "authorization.token",
-            "a bcrypt-hashed token (a bcrypt password with user is supported)",
-        ));
-    }
-    Ok(s)
-}
-
-/// `$2a$`, `$2b$`, `$2x$` or `$2y$`: the prefixes nats-server treats as bcrypt.
-fn looks_bcrypt(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() > 4
-        && b[0] == b'$'
-        && b[1] == b'2'
-        && matches!(b[2], b'a' | b'b' | b'x' | b'y')
-        && b[3] == b'$'
 }
 
 #[cfg(test)]
@@ -1446,75 +1749,289 @@ mod tests {
 
     #[test]
     fn security_settings_natsd_cannot_honour_are_fatal() {
+        let u = |extra: &str| {
+            format!("authorization {{\n users = [\n {{user: a, password: b{extra}}}\n ]\n}}\n")
+        };
         for (src, name) in [
-            ("tls {\n cert_file: a\n key_file: b\n}\n", "'tls'"),
-            ("accounts {\n A { users = [] }\n}\n", "'accounts'"),
-            ("no_auth_user: a\n", "'no_auth_user'"),
-            ("operator: /x.jwt\n", "'operator'"),
-            ("resolver: MEMORY\n", "'resolver'"),
+            ("tls {\n cert_file: a\n key_file: b\n}\n".to_string(), "'tls'"),
+            ("operator: /x.jwt\n".into(), "'operator'"),
+            ("resolver: MEMORY\n".into(), "'resolver'"),
+            ("system_account: SYS\n".into(), "'system_account'"),
+            ("authorization { nkeys = [] }\n".into(), "authorization.nkeys"),
             (
-                "authorization {\n users = [\n {user: a, password: b}\n ]\n}\n",
-                "authorization.users",
+                "authorization { auth_callout { issuer: x } }\n".into(),
+                "authorization.auth_callout",
             ),
             (
-                "authorization {\n token: \"$2a$11$abc\"\n}\n",
-                "bcrypt-hashed token",
+                "authorization {\n users = [ {nkey: UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4} ]\n}\n".into(),
+                "users.nkey",
+            ),
+            (
+                u(", allowed_connection_types: [\"STANDARD\"]"),
+                "users.allowed_connection_types",
+            ),
+            (u(", proxy_required: true"), "users.proxy_required"),
+            (u(", clients: [STANDARD]"), "users.clients"),
+            (
+                u(", permissions: { allow_responses: true }"),
+                "permissions.allow_responses",
+            ),
+            (
+                u(", permissions: { subscribe: \"a.> q\" }"),
+                "queue group permissions",
+            ),
+            (
+                u(", permissions: { subscribe: { deny: [\"a.> q\"] } }"),
+                "queue group permissions",
+            ),
+            (
+                "accounts { A { users = [ {user: a, password: b} ], exports = [ {stream: x} ] } }\n".into(),
+                "accounts.A.exports",
+            ),
+            ("accounts { A { imports = [] } }\n".into(), "accounts.A.imports"),
+            ("accounts { A { jetstream: enabled } }\n".into(), "accounts.A.jetstream"),
+            (
+                "accounts { A { users = [ {user: a, password: b} ] } }\nno_auth_user: a\n".into(),
+                "'no_auth_user'",
+            ),
+            (
+                "authorization {\n user: a\n password: b\n permissions: { publish: [\"a.>\"] }\n}\n".into(),
+                "authorization.permissions",
+            ),
+            (
+                "authorization {\n token: t\n default_permissions: { publish: x }\n}\n".into(),
+                "authorization.permissions",
             ),
         ] {
-            let e = opts(src).unwrap_err();
-            assert_eq!(e.kind, ErrorKind::Unsupported, "{}", src);
+            let e = opts(&src).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::Unsupported, "{}: {}", src, e);
             assert!(e.msg.contains(name), "{}: {}", src, e);
             assert!(e.msg.contains("refuses to start"), "{}", e);
-            // The secret itself never appears in the message.
-            assert!(!e.msg.contains("$2a$11$abc"));
         }
     }
 
     #[test]
-    fn known_features_without_security_meaning_warn() {
-        let (o, w) = opts(
-            "jetstream {\n store_dir: /tmp/x\n}\ncluster {\n routes = [nats://a:1]\n}\nhttp: 127.0.0.1:8222\nwebsocket { port: 1 }\nleafnodes { port: 7422 }\nmqtt { port: 1883 }\ngateway { name: x }\n",
+    fn users_list_maps_names_passwords_and_permissions() {
+        let (o, _) = opts(
+            "authorization {\n  timeout: 3\n  users = [\n    \
+             {user: alice, password: pa, permissions: {publish: [\"a.>\", \"_INBOX.>\"], \
+             subscribe: {allow: [\"a.>\", q.x], deny: \"a.secret\"}}}\n    \
+             {username: bob, pass: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"}\n    \
+             {user: carol, permissions: {pub: x, sub: {deny: [y]}}}\n    \
+             {user: dave, permissions: {import: i, export: e}}\n  ]\n}\n",
         )
         .unwrap();
-        assert_eq!(w.len(), 7);
-        assert!(w[0]
-            .msg
-            .contains("JetStream support is not available in natsd"));
-        assert_eq!(w[0].pos.line, 1);
-        assert_eq!(o.http_port, Some(8222));
-        assert_eq!(o.http_host.as_deref(), Some("127.0.0.1"));
-        let (o, w) = opts("http_port: 8223\njetstream: enabled\n").unwrap();
-        assert_eq!(o.http_port, Some(8223));
-        assert_eq!(w.len(), 2);
+        let a = &o.auth;
+        assert!(a.required());
+        assert_eq!(a.timeout, Duration::from_secs(3));
+        assert_eq!((a.token.as_ref(), a.user.as_ref()), (None, None));
+        let names: Vec<&str> = a.users.iter().map(|u| u.user.as_str()).collect();
+        assert_eq!(names, ["alice", "bob", "carol", "dave"]);
+        assert!(a.users.iter().all(|u| u.account.is_none()));
+        let sp = |allow: &[&str], deny: &[&str]| SubjectPermission {
+            allow: allow.iter().map(|s| s.to_string()).collect(),
+            deny: deny.iter().map(|s| s.to_string()).collect(),
+        };
+        assert_eq!(a.users[0].password, "pa");
+        assert_eq!(
+            a.users[0].permissions,
+            Some(Permissions {
+                publish: Some(sp(&["a.>", "_INBOX.>"], &[])),
+                subscribe: Some(sp(&["a.>", "q.x"], &["a.secret"])),
+            })
+        );
+        // A bcrypt hash is kept verbatim for the client handler to verify.
+        assert!(a.users[1].password.starts_with("$2a$05$"));
+        assert_eq!(a.users[1].permissions, None);
+        // No password: the client must send none (as nats-server).
+        assert_eq!(a.users[2].password, "");
+        assert_eq!(
+            a.users[2].permissions,
+            Some(Permissions {
+                publish: Some(sp(&["x"], &[])),
+                subscribe: Some(sp(&[], &["y"])),
+            })
+        );
+        assert_eq!(
+            a.users[3].permissions,
+            Some(Permissions {
+                publish: Some(sp(&["i"], &[])),
+                subscribe: Some(sp(&["e"], &[])),
+            })
+        );
     }
 
     #[test]
-    fn authorization_user_password_timeout() {
-        let (o, _) = opts("authorization {\n  user: a\n  password: b\n  timeout: 3\n}\n").unwrap();
-        assert_eq!(o.auth.user.as_deref(), Some("a"));
-        assert_eq!(o.auth.password.as_deref(), Some("b"));
-        assert_eq!(o.auth.timeout, Duration::from_secs(3));
-        let (o, _) = opts("authorization { token: t, timeout: 0.5 }\n").unwrap();
-        assert_eq!(o.auth.timeout, Duration::from_millis(500));
-        let (o, _) = opts("authorization { token: t, timeout: \"3s\" }\n").unwrap();
-        assert_eq!(o.auth.timeout, Duration::from_secs(3));
-        assert!(opts("authorization { token: t, user: u, password: p }\n").is_err());
-        assert!(opts("authorization { user: u }\n").is_err());
-        assert!(opts("authorization: 5\n").is_err());
+    fn default_permissions_go_to_users_without_their_own() {
+        for key in ["permissions", "default_permissions", "default_permission"] {
+            let (o, _) = opts(&format!(
+                "authorization {{\n  {key}: {{publish: d}}\n  users = [\n    \
+                 {{user: a, password: p}}\n    {{user: b, password: p, permissions: {{publish: own}}}}\n  ]\n}}\n"
+            ))
+            .unwrap();
+            let pubs: Vec<_> = o
+                .auth
+                .users
+                .iter()
+                .map(|u| {
+                    u.permissions
+                        .as_ref()
+                        .unwrap()
+                        .publish
+                        .as_ref()
+                        .unwrap()
+                        .allow
+                        .clone()
+                })
+                .collect();
+            assert_eq!(
+                pubs,
+                [vec!["d".to_string()], vec!["own".to_string()]],
+                "{key}"
+            );
+        }
     }
 
     #[test]
-    fn bcrypt_password_is_kept_verbatim_for_the_client_handler() {
+    fn accounts_users_keep_their_account() {
+        let (o, _) = opts(
+            "accounts {\n  A { users = [ {user: a1, password: p}, {user: a2, password: p} ] }\n  \
+             B: { users: [ {user: b1, password: q, permissions: {publish: x}} ] }\n  C {}\n}\n\
+             authorization { users = [ {user: g, password: p} ], timeout: 1 }\n",
+        )
+        .unwrap();
+        let got: Vec<(&str, Option<&str>)> = o
+            .auth
+            .users
+            .iter()
+            .map(|u| (u.user.as_str(), u.account.as_deref()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("a1", Some("A")),
+                ("a2", Some("A")),
+                ("b1", Some("B")),
+                ("g", None)
+            ]
+        );
+        assert!(o.auth.users[2].permissions.is_some());
+        assert_eq!(o.auth.no_auth_user, None);
+        assert!(o.auth.required());
+        // An empty users list, like nats-server's, requires nothing.
+        let (o, _) = opts("authorization { users = [] }\n").unwrap();
+        assert!(!o.auth.required());
+        // Accounts listed by name only hold no users.
+        let (o, _) = opts("accounts = [A, B]\n").unwrap();
+        assert!(o.auth.users.is_empty() && !o.auth.required());
+    }
+
+    #[test]
+    fn user_and_account_mistakes_are_errors_like_nats_server() {
+        for (src, kind, want) in [
+            (
+                "authorization { users = [ {user: a, password: b}, {user: a, password: c} ] }\n",
+                ErrorKind::Invalid,
+                "Duplicate user \"a\"",
+            ),
+            (
+                "accounts { A { users = [ {user: a, password: b} ] } }\nauthorization { users = [ {user: a, password: c} ] }\n",
+                ErrorKind::Invalid,
+                "Duplicate user \"a\"",
+            ),
+            (
+                "authorization { token: x, users = [ {user: a, password: b} ] }\n",
+                ErrorKind::Invalid,
+                "Can not have a token and a users array",
+            ),
+            (
+                "accounts { A { users = [ {user: a, password: b} ] } }\nauthorization { user: u, password: p }\n",
+                ErrorKind::Invalid,
+                "Can not have a single user/pass and a users array",
+            ),
+            (
+                "authorization { users = [ {user: a, password: b} ] }\nno_auth_user: zz\n",
+                ErrorKind::Invalid,
+                "no_auth_user: \"zz\" not present as user",
+            ),
+            (
+                "authorization { user: a, password: b }\nno_auth_user: a\n",
+                ErrorKind::Invalid,
+                "users/nkeys are not defined",
+            ),
+            (
+                "authorization { users = [ {user: a, password: b, bogus: 1} ] }\n",
+                ErrorKind::UnknownKey,
+                "unknown field \"bogus\"",
+            ),
+            (
+                "authorization { users = [ {user: a, password: b, account: A} ] }\n",
+                ErrorKind::UnknownKey,
+                "unknown field \"account\"",
+            ),
+            (
+                "authorization { users = [ {password: b} ] }\n",
+                ErrorKind::Invalid,
+                "needs a user name",
+            ),
+            ("authorization { users = a }\n", ErrorKind::Invalid, "must be an array"),
+            ("authorization { users = [ a ] }\n", ErrorKind::Invalid, "must be blocks"),
+            (
+                "authorization { users = [ {user: a, permissions: {foo: x}} ] }\n",
+                ErrorKind::UnknownKey,
+                "Unknown field \"foo\" parsing permissions",
+            ),
+            (
+                "authorization { users = [ {user: a, permissions: {publish: {allow: x, bogus: y}}} ] }\n",
+                ErrorKind::UnknownKey,
+                "only 'allow' or 'deny' are permitted",
+            ),
+            (
+                "authorization { users = [ {user: a, permissions: {publish: \"a..b\"}} ] }\n",
+                ErrorKind::Invalid,
+                "subject \"a..b\" is not a valid subject",
+            ),
+            (
+                "authorization { users = [ {user: a, permissions: {subscribe: {deny: [\"a.>.b\"]}}} ] }\n",
+                ErrorKind::Invalid,
+                "is not a valid subject",
+            ),
+            ("authorization { users = [ {user: a, permissions: x} ] }\n", ErrorKind::Invalid, "must be a block"),
+            ("accounts: 5\n", ErrorKind::Invalid, "must be a block"),
+            ("accounts { A: 5 }\n", ErrorKind::Invalid, "must be a block"),
+        ] {
+            let e = opts(src).unwrap_err();
+            assert_eq!(e.kind, kind, "{}: {}", src, e);
+            assert!(e.msg.contains(want), "{}: {}", src, e);
+        }
+    }
+
+    #[test]
+    fn passwords_never_appear_in_errors() {
+        let e = opts("authorization { users = [ {user: a, password: \"s3cr3t\", bogus: 1} ] }\n")
+            .unwrap_err();
+        assert!(!e.to_string().contains("s3cr3t"), "{e}");
+        let e = opts(
+            "authorization { users = [ {user: a, password: \"s3cr3t\"} ], token: \"t0k3n\" }\n",
+        )
+        .unwrap_err();
+        assert!(
+            !e.to_string().contains("t0k3n") && !e.to_string().contains("s3cr3t"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bcrypt_secrets_are_kept_verbatim_for_the_client_handler() {
         let hash = "$2a$04$abcdefghijklmnopqrstuuH9xl1yJ8mI2Dcz8cBWqKZ0Fb4k3eM4a";
         let (o, _) = opts(&format!(
             "authorization {{\n user: a\n password: \"{hash}\"\n}}\n"
         ))
         .unwrap();
         assert_eq!(o.auth.password.as_deref(), Some(hash));
-        // `$2x$` is bcrypt to nats-server too, so a token with it is refused like `$2a$`.
-        let e = opts("authorization { token: \"$2x$10$abc\" }\n").unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Unsupported);
-        assert!(!e.msg.contains("$2x$10$abc"));
+        // nats-server verifies a bcrypt-hashed token too; so does natsd's client handler.
+        let (o, _) = opts(&format!("authorization {{ token: \"{hash}\" }}\n")).unwrap();
+        assert_eq!(o.auth.token.as_deref(), Some(hash));
     }
 
     #[test]

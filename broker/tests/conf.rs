@@ -114,8 +114,8 @@ fn features_without_security_meaning_are_warnings() {
 fn security_natsd_cannot_honour_is_fatal() {
     for (file, line, name) in [
         ("tls.conf", 4, "'tls': TLS"),
-        ("users.conf", 4, "authorization.users"),
-        ("accounts.conf", 2, "'accounts'"),
+        ("nkey-user.conf", 5, "users.nkey"),
+        ("no-auth-user.conf", 6, "'no_auth_user'"),
     ] {
         let e = load(file).unwrap_err();
         assert_eq!(e.kind, ErrorKind::Unsupported, "{}", file);
@@ -129,6 +129,38 @@ fn security_natsd_cannot_honour_is_fatal() {
         );
         assert!(s.contains(name) && s.contains("refuses to start"), "{}", s);
     }
+}
+
+#[test]
+fn users_and_accounts_configs_map_onto_options() {
+    let (o, _) = load("users.conf").unwrap();
+    let users: Vec<(&str, &str, bool)> = o
+        .auth
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.user.as_str(),
+                u.password.as_str(),
+                u.permissions.is_some(),
+            )
+        })
+        .collect();
+    assert_eq!(users, [("alice", "foo", true), ("bob", "bar", false)]);
+    let p = o.auth.users[0].permissions.as_ref().unwrap();
+    assert_eq!(p.publish.as_ref().unwrap().allow, ["a.>"]);
+    assert_eq!(p.subscribe.as_ref().unwrap().allow, [">"]);
+    assert!(o.auth.required());
+
+    let (o, _) = load("accounts.conf").unwrap();
+    let users: Vec<(&str, Option<&str>)> = o
+        .auth
+        .users
+        .iter()
+        .map(|u| (u.user.as_str(), u.account.as_deref()))
+        .collect();
+    assert_eq!(users, [("a", Some("A")), ("b", Some("B"))]);
+    assert_eq!(o.auth.no_auth_user, None);
 }
 
 #[test]

@@ -904,12 +904,64 @@ diff_test!(
     }
 );
 
-// Multi-user `users` with permissions, `accounts` and `no_auth_user` are out of natsd's current
-// scope: natsd refuses to start with them, so there is no natsd transcript to compare. Their
-// scripts live in protocol.rs (`permissions_enforced_by_reference_refused_by_natsd`,
-// `users_list_with_bcrypt_password_by_reference_refused_by_natsd`,
-// `accounts_and_no_auth_user_isolate_by_reference_refused_by_natsd`), which check the reference's
-// bytes and natsd's refusal.
+// --- Users, permissions, accounts -----------------------------------------------------------
+
+diff_test!(
+    users_permissions_allow_deny_and_wildcard_delivery,
+    Script {
+        config: Some(
+            "authorization {\n  users = [\n    \
+             {user: alice, password: pa, permissions: {publish: {allow: [\"a.>\"], deny: \"a.no\"}, \
+             subscribe: {allow: [\"a.>\", \"q.*\"], deny: [\"a.secret\"]}}}\n    \
+             {user: bob, password: pb}\n  ]\n}\n"
+        ),
+        args: &[],
+        steps: vec![
+            (0, b"CONNECT {\"verbose\":true,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"pa\"}\r\nSUB a.> 1\r\nSUB q.x g 2\r\nSUB b 3\r\nSUB a.secret 4\r\nSUB b g 5\r\nPUB a.no 1\r\nx\r\nPUB b 1\r\nx\r\nPUB a.ok 1\r\ny\r\n".to_vec()),
+            (1, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"bob\",\"pass\":\"pb\"}\r\nPUB a.secret 1\r\ns\r\nPUB a.fine 1\r\nf\r\nPUB q.x 1\r\nq\r\n".to_vec()),
+            (0, b"PING\r\n".to_vec()),
+            (2, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"alice\",\"pass\":\"nope\"}\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);
+
+diff_test!(
+    accounts_isolate_with_per_user_permissions,
+    Script {
+        config: Some(
+            "accounts {\n  A { users = [ {user: a1, password: p}, {user: a2, password: p, \
+             permissions: {publish: x}} ] }\n  B { users = [ {user: b1, password: p} ] }\n}\n"
+        ),
+        args: &[],
+        steps: vec![
+            (0, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"a1\",\"pass\":\"p\"}\r\nSUB x 1\r\nSUB y 2\r\n".to_vec()),
+            (1, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"b1\",\"pass\":\"p\"}\r\nSUB x 1\r\nPUB x 1\r\nb\r\n".to_vec()),
+            (2, b"CONNECT {\"verbose\":true,\"pedantic\":false,\"user\":\"a2\",\"pass\":\"p\"}\r\nPUB x 1\r\na\r\nPUB y 1\r\nn\r\n".to_vec()),
+            (0, b"PING\r\n".to_vec()),
+            (1, b"PING\r\n".to_vec()),
+            (3, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"user\":\"a2\",\"pass\":\"wrong\"}\r\n".to_vec()),
+            (4, b"CONNECT {\"verbose\":false,\"pedantic\":false}\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);
+
+diff_test!(
+    bcrypt_token,
+    Script {
+        config: Some(
+            "authorization {\n  \
+             token: \"$2a$05$CCCCCCCCCCCCCCCCCCCCC.E5YPO9kmyuRGyh0XouQYb4YMJKvyOeW\"\n}\n"
+        ),
+        args: &[],
+        steps: vec![
+            (0, b"CONNECT {\"verbose\":false,\"pedantic\":false,\"auth_token\":\"U*V\"}\r\n".to_vec()),
+            (1, b"CONNECT {\"verbose\":true,\"pedantic\":false,\"auth_token\":\"U*U\"}\r\nSUB a 1\r\nPUB a 1\r\nx\r\n".to_vec()),
+        ],
+        hold: &[],
+    }
+);
 
 diff_test!(
     single_user_bcrypt_password,
