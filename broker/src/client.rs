@@ -1451,9 +1451,24 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
 /// (bcrypt costs tens of ms by design; it runs once per CONNECT.)
 fn password_matches(given: &str, configured: &str) -> bool {
     if is_bcrypt(configured) {
-        return bcrypt::verify(given, configured).unwrap_or(false);
+        return off_worker(|| bcrypt::verify(given, configured).unwrap_or(false));
     }
     ct_eq(given.as_bytes(), configured.as_bytes())
+}
+
+/// Runs `f` (CPU-heavy: a bcrypt verification costs tens of ms) without stalling the other
+/// connections served by this runtime worker: on the multi-thread runtime `block_in_place` hands
+/// the worker's queued tasks to another thread first. The CONNECT handler is synchronous (it runs
+/// inside the parse loop, whose ops must stay in order), so a `spawn_blocking` round trip would
+/// need the whole loop to suspend mid-buffer; `block_in_place` gives the same isolation for the
+/// other clients while this one, correctly, waits for its own verdict. Outside a multi-thread
+/// runtime (unit tests, embedders) it just runs `f`.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// `^\$2[abxy]\$\d{2}\$`, as nats-server's validBcryptPrefix.
