@@ -46,9 +46,8 @@ use tokio::net::TcpStream;
 pub const SHARE_MIN: usize = 2048;
 /// Smallest socket read; the read size doubles while reads fill the buffer.
 const MIN_READ: usize = 512;
-/// Largest socket read. A streaming publisher reads this much per syscall (fewer syscalls and
-/// buffer refills per message); the buffer is dropped again once reads get small.
-const MAX_READ: usize = 256 * 1024;
+/// Largest socket read.
+const MAX_READ: usize = 64 * 1024;
 /// An idle writer keeps its spare buffer only up to this capacity (small idle footprint).
 const IDLE_KEEP: usize = 2048;
 /// nats-server sends its first PING this soon after connect (then every ping_interval).
