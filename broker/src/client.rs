@@ -46,8 +46,11 @@ use tokio::net::TcpStream;
 pub const SHARE_MIN: usize = 2048;
 /// Smallest socket read; the read size doubles while reads fill the buffer.
 const MIN_READ: usize = 512;
-/// Largest socket read.
-const MAX_READ: usize = 64 * 1024;
+/// Largest socket read (fewer syscalls and refills per message for a streaming publisher; the
+/// buffer is dropped once reads get small). Capped at max_pending/4 per connection: a whole read
+/// batch is appended to a subscriber before flow control can act, so one batch must never carry
+/// a subscriber past max_pending on its own.
+const MAX_READ: usize = 256 * 1024;
 /// An idle writer keeps its spare buffer only up to this capacity (small idle footprint).
 const IDLE_KEEP: usize = 2048;
 /// nats-server sends its first PING this soon after connect (then every ping_interval).
@@ -700,7 +703,8 @@ impl Reader {
             self.me.touch();
             spin_armed = true;
             // Adapt the read size like nats-server: grow while reads fill it, shrink when small.
-            if n >= read_size && read_size < MAX_READ {
+            let max_read = MAX_READ.min(self.opts.max_pending / 4).max(MIN_READ);
+            if n >= read_size && read_size < max_read {
                 read_size *= 2;
             } else if n < read_size / 4 && read_size > MIN_READ {
                 read_size /= 2;
