@@ -6,7 +6,9 @@
 //!   outbound buffer (under that subscriber's small mutex) and, once per read batch, flushes every
 //!   subscriber it touched: a burst of publishes becomes one `write` per subscriber. A small
 //!   output is written right there with a non-blocking write when that subscriber's writer is
-//!   idle (saves a task wakeup per request/reply hop); anything else wakes the writer.
+//!   idle (saves a task wakeup per request/reply hop); anything else wakes the writer. After
+//!   input, one reader per process spins briefly before it parks (see `SPIN`): waking a parked
+//!   thread costs more than a request/reply hop.
 //! - the writer task sleeps until woken, takes everything pending in one swap and writes it with
 //!   one (vectored) write, under `write_deadline`. It also sends the keepalive PINGs.
 //!
@@ -44,8 +46,11 @@ use tokio::net::TcpStream;
 pub const SHARE_MIN: usize = 2048;
 /// Smallest socket read; the read size doubles while reads fill the buffer.
 const MIN_READ: usize = 512;
-/// Largest socket read.
-const MAX_READ: usize = 64 * 1024;
+/// Largest socket read (fewer syscalls and refills per message for a streaming publisher; the
+/// buffer is dropped once reads get small). Capped at max_pending/4 per connection: a whole read
+/// batch is appended to a subscriber before flow control can act, so one batch must never carry
+/// a subscriber past max_pending on its own.
+const MAX_READ: usize = 256 * 1024;
 /// An idle writer keeps its spare buffer only up to this capacity (small idle footprint).
 const IDLE_KEEP: usize = 2048;
 /// nats-server sends its first PING this soon after connect (then every ping_interval).
@@ -56,6 +61,11 @@ const CACHE_MAX: usize = 512;
 /// the writer task (nats-server's flushClients): one task wakeup less per request/reply hop.
 /// Bigger batches go to the writer tasks, which run in parallel with the publisher.
 const DIRECT_MAX: usize = 8 * 1024;
+/// How long a reader that just had input keeps the runtime busy (polling for more) before it
+/// parks; see `spin_for_input`.
+const SPIN: Duration = Duration::from_micros(50);
+/// Set while one reader spins (one spinner per process is enough to keep the driver polled).
+static SPINNER: AtomicBool = AtomicBool::new(false);
 /// Most iovecs handed to one writev.
 const MAX_IOV: usize = 64;
 /// Flow control (nats-server's "stall"): a publisher that filled a subscriber past this many
@@ -642,9 +652,14 @@ impl Reader {
             None
         };
         let me = self.me.clone();
+        // Data arrived since this reader last waited: it may spin before it parks (see SPIN).
+        let mut spin_armed = false;
         loop {
             if me.is_closed() {
                 return;
+            }
+            if std::mem::take(&mut spin_armed) {
+                spin_for_input(&rd, &me).await;
             }
             let awaiting_auth = auth_deadline.filter(|_| !self.connected);
             // `stop` uses notify_one, which leaves a permit when nobody waits: no lost wakeup.
@@ -686,8 +701,10 @@ impl Reader {
                 }
             };
             self.me.touch();
+            spin_armed = true;
             // Adapt the read size like nats-server: grow while reads fill it, shrink when small.
-            if n >= read_size && read_size < MAX_READ {
+            let max_read = MAX_READ.min(self.opts.max_pending / 4).max(MIN_READ);
+            if n >= read_size && read_size < max_read {
                 read_size *= 2;
             } else if n < read_size / 4 && read_size > MIN_READ {
                 read_size /= 2;
@@ -1457,9 +1474,24 @@ fn check_auth(opts: &Options, args: &ConnectArgs) -> Option<Grant> {
 /// (bcrypt costs tens of ms by design; it runs once per CONNECT.)
 fn password_matches(given: &str, configured: &str) -> bool {
     if is_bcrypt(configured) {
-        return bcrypt::verify(given, configured).unwrap_or(false);
+        return off_worker(|| bcrypt::verify(given, configured).unwrap_or(false));
     }
     ct_eq(given.as_bytes(), configured.as_bytes())
+}
+
+/// Runs `f` (CPU-heavy: a bcrypt verification costs tens of ms) without stalling the other
+/// connections served by this runtime worker: on the multi-thread runtime `block_in_place` hands
+/// the worker's queued tasks to another thread first. The CONNECT handler is synchronous (it runs
+/// inside the parse loop, whose ops must stay in order), so a `spawn_blocking` round trip would
+/// need the whole loop to suspend mid-buffer; `block_in_place` gives the same isolation for the
+/// other clients while this one, correctly, waits for its own verdict. Outside a multi-thread
+/// runtime (unit tests, embedders) it just runs `f`.
+fn off_worker<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
 }
 
 /// `^\$2[abxy]\$\d{2}\$`, as nats-server's validBcryptPrefix.
@@ -1524,6 +1556,39 @@ async fn stall_on(c: &ClientShared, deadline: tokio::time::Instant) {
             return;
         }
     }
+}
+
+/// Spins (yielding to the runtime, which polls the socket driver between yields) for up to
+/// [`SPIN`] until this reader's socket is readable or the connection closes. At most one reader
+/// of the process spins at a time (`SPINNER`), so this costs at most one worker's time for SPIN
+/// after the last input anywhere, like Go's scheduler spinning before it parks an idle P.
+/// Why: a parked worker thread (and on a VM its idle vCPU) takes tens of µs to wake up, which
+/// dominated request/reply latency: with the CPUs kept busy by an unrelated niced spinner natsd's
+/// round trip p50 was 0.65× nats-server's, with idle CPUs 1.6×.
+async fn spin_for_input(rd: &OwnedReadHalf, me: &ClientShared) {
+    if SPINNER
+        .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        return;
+    }
+    let until = Instant::now() + SPIN;
+    loop {
+        tokio::task::yield_now().await;
+        if me.is_closed() || Instant::now() >= until {
+            break;
+        }
+        // Poll readiness once (the driver set it if the socket became readable meanwhile).
+        let ready = tokio::select! {
+            biased;
+            _ = rd.readable() => true,
+            _ = std::future::ready(()) => false,
+        };
+        if ready {
+            break;
+        }
+    }
+    SPINNER.store(false, Ordering::Release);
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
