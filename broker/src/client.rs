@@ -50,7 +50,7 @@ const MIN_READ: usize = 512;
 /// buffer is dropped once reads get small). Capped at max_pending/4 per connection: a whole read
 /// batch is appended to a subscriber before flow control can act, so one batch must never carry
 /// a subscriber past max_pending on its own.
-const MAX_READ: usize = 256 * 1024;
+const MAX_READ: usize = 128 * 1024;
 /// An idle writer keeps its spare buffer only up to this capacity (small idle footprint).
 const IDLE_KEEP: usize = 2048;
 /// nats-server sends its first PING this soon after connect (then every ping_interval).
