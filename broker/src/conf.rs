@@ -463,20 +463,23 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// Reads a bare (unquoted) word up to the first character that ends one.
+    fn read_bare(&mut self) -> String {
+        let mut s = String::new();
+        while let Some(c) = self.peek() {
+            if ends_bare(c) {
+                break;
+            }
+            s.push(c);
+            self.bump();
+        }
+        s
+    }
+
     fn parse_include(&mut self, key_pos: &Pos) -> Result<(), ConfError> {
         let target = match self.peek() {
             Some(q @ ('"' | '\'')) => self.parse_quoted(q)?,
-            _ => {
-                let mut s = String::new();
-                while let Some(c) = self.peek() {
-                    if ends_bare(c) {
-                        break;
-                    }
-                    s.push(c);
-                    self.bump();
-                }
-                s
-            }
+            _ => self.read_bare(),
         };
         if target.is_empty() {
             return Err(err(
@@ -541,14 +544,7 @@ impl<'a> Parser<'a> {
             Some(q @ ('"' | '\'')) => Value::Str(self.parse_quoted(q)?),
             Some('$') => return self.parse_variable(),
             _ => {
-                let mut s = String::new();
-                while let Some(c) = self.peek() {
-                    if ends_bare(c) {
-                        break;
-                    }
-                    s.push(c);
-                    self.bump();
-                }
+                let s = self.read_bare();
                 if s.is_empty() {
                     return Err(
                         self.syntax(format!("expected a value, found {}", show(self.peek())))

@@ -14,20 +14,8 @@ use natsd::server::Server;
 use natsd::signals::{self, Handlers, Signals};
 use natsd::{log, log_fatal, log_warn};
 
-/// The name we were run as: `natsd`, or `nats-server` when a test harness runs us under that name.
-fn prog() -> String {
-    std::env::args_os()
-        .next()
-        .and_then(|a| {
-            Path::new(&a)
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-        })
-        .unwrap_or_else(|| "natsd".to_string())
-}
-
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
-    eprintln!("{}: {}", prog(), msg);
+    eprintln!("{}: {}", signals::process_name(), msg);
     ExitCode::from(1)
 }
 
@@ -63,7 +51,7 @@ fn main() -> ExitCode {
         // that parse `-v` to skip tests for old servers must see a 2.x version.
         println!(
             "{}: v{} (natsd {})",
-            prog(),
+            signals::process_name(),
             natsd::server::COMPAT_VERSION,
             natsd::server::NATSD_VERSION
         );
@@ -134,11 +122,11 @@ fn check_config(
     let path = cli.config.as_deref().unwrap_or(Path::new(""));
     let digest = loaded.as_ref().map(|l| l.digest.as_str()).unwrap_or("");
     for w in loaded.iter().flat_map(|l| &l.warnings) {
-        eprintln!("{}: warning: {}", prog(), w);
+        eprintln!("{}: warning: {}", signals::process_name(), w);
     }
     eprintln!(
         "{}: configuration file {} is valid (sha256:{})",
-        prog(),
+        signals::process_name(),
         path.display(),
         digest
     );

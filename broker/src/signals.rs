@@ -24,9 +24,9 @@ pub const COMMANDS: &[(&str, libc::c_int)] = &[
     ("ldm", libc::SIGUSR2),
 ];
 
-/// The name `pgrep` looks for: this program's own name (natsd, or nats-server when installed
-/// under that name for client test harnesses).
-fn process_name() -> String {
+/// This program's own name: `natsd`, or `nats-server` when installed under that name for client
+/// test harnesses. Messages are prefixed with it and `pgrep` looks for it.
+pub fn process_name() -> String {
     std::env::args_os()
         .next()
         .and_then(|a| {
