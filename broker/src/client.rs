@@ -1572,6 +1572,15 @@ async fn spin_for_input(rd: &OwnedReadHalf, me: &ClientShared) {
     {
         return;
     }
+    // Released on drop, so a reader task cancelled mid-spin cannot leave the flag set (which
+    // would silently end spinning for the whole process).
+    struct Release;
+    impl Drop for Release {
+        fn drop(&mut self) {
+            SPINNER.store(false, Ordering::Release);
+        }
+    }
+    let _release = Release;
     let until = Instant::now() + SPIN;
     loop {
         tokio::task::yield_now().await;
@@ -1588,7 +1597,6 @@ async fn spin_for_input(rd: &OwnedReadHalf, me: &ClientShared) {
             break;
         }
     }
-    SPINNER.store(false, Ordering::Release);
 }
 
 async fn sleep_until_opt(at: Option<tokio::time::Instant>) {
