@@ -730,6 +730,11 @@ mod tests {
         assert_eq!(d.line().await, "PONG\r\n");
         c.send(b"PUB bar 1\r\n1\r\nPUB bar 1\r\n2\r\nPUB bar 1\r\n3\r\n")
             .await;
+        // c is verbose: its three +OKs mean the PUBs were routed, so d's deliveries are queued
+        // before the PONG below (without this wait the PING on d could overtake them).
+        for _ in 0..3 {
+            assert_eq!(c.line().await, "+OK\r\n");
+        }
         d.send(b"PING\r\n").await;
         assert_eq!(d.line().await, "MSG bar 7 1\r\n");
         assert_eq!(d.line().await, "1\r\n");
